@@ -1,0 +1,5 @@
+import sys
+
+from allocator.cli import main
+
+sys.exit(main())

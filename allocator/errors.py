@@ -1,0 +1,14 @@
+"""Errors that the CLI turns into exit codes.
+
+A ``UserError`` is bad input (a config, a flag, a data file): the CLI prints its
+one-line message and exits 2, with no traceback. Anything else is our fault and
+exits 1 with a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["UserError"]
+
+
+class UserError(Exception):
+    """Bad input from the user; ``str(err)`` is a one-line message naming the culprit."""

@@ -1,0 +1,102 @@
+"""Mixture parametrization: from a point of the search space to example counts.
+
+Pure functions, no I/O. The search space has one coordinate ``u_a`` in [0, 1]
+per ability ``a``. A point maps to counts in three steps:
+
+1. weights ``w_a = -ln(1 - u_a)``. If the ``u_a`` are independent uniforms,
+   the ``w_a`` are independent Exp(1) and ``w / sum(w)`` is uniform on the
+   probability simplex (a flat Dirichlet): a random search explores every
+   mixture, skewed ones included, with equal density. All ``u_a`` equal gives
+   the uniform mixture; all zero is read as uniform too.
+2. proportions ``p = w / sum(w)``, turned into counts of the total ``budget``
+   by water-filling: an ability whose share exceeds its cap (its pool size, or
+   a configured maximum) gets the cap, the excess is shared among the others in
+   proportion to their weights, repeatedly.
+3. integer counts by largest remainder, so they sum to the budget exactly.
+
+Counts are never negative, never above a cap, and sum to ``budget``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+__all__ = ["counts_from_point", "counts_from_weights", "uniform_counts", "uniform_point"]
+
+_U_MAX = 1.0 - 1e-12  # keeps -ln(1-u) finite at the closed end of Optuna's range
+
+
+def _largest_remainder(real: dict[str, float], caps: dict[str, int], total: int) -> dict[str, int]:
+    counts = {a: min(math.floor(x + 1e-9), caps[a]) for a, x in real.items()}
+    short = total - sum(counts.values())
+    # hand out the missing units by descending fractional part, ties by name
+    order = sorted(real, key=lambda a: (-(real[a] - counts[a]), a))
+    while short > 0:
+        progressed = False
+        for a in order:
+            if short == 0:
+                break
+            if counts[a] < caps[a]:
+                counts[a] += 1
+                short -= 1
+                progressed = True
+        if not progressed:  # pragma: no cover - excluded by the capacity check
+            raise AssertionError("no capacity left")
+    return counts
+
+
+def counts_from_weights(
+    weights: Mapping[str, float], budget: int, caps: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Split ``budget`` examples in proportion to ``weights`` under per-ability caps."""
+    names = list(weights)
+    if not names:
+        raise ValueError("no abilities")
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    if any(w < 0 or math.isnan(w) for w in weights.values()):
+        raise ValueError(f"weights must be >= 0, got {dict(weights)}")
+    capmap = {a: (caps[a] if caps is not None and a in caps else budget) for a in names}
+    if sum(capmap.values()) < budget:
+        raise ValueError(f"budget {budget} exceeds the total capacity {sum(capmap.values())}")
+    w = dict(weights)
+    if sum(w.values()) <= 0:
+        w = {a: 1.0 for a in names}
+    real: dict[str, float] = {}
+    free = [a for a in names]
+    remaining = float(budget)
+    while free:
+        wsum = sum(w[a] for a in free)
+        if wsum <= 0:  # only zero-weight abilities left: they share what remains equally
+            share = {a: remaining / len(free) for a in free}
+        else:
+            share = {a: remaining * w[a] / wsum for a in free}
+        over = [a for a in free if share[a] > capmap[a]]
+        if not over:
+            real.update(share)
+            break
+        for a in over:
+            real[a] = float(capmap[a])
+            remaining -= capmap[a]
+            free.remove(a)
+    return _largest_remainder(real, capmap, budget)
+
+
+def counts_from_point(point: Mapping[str, float], budget: int, caps: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Map a point ``{ability: u in [0, 1]}`` of the search space to counts (module doc)."""
+    weights = {}
+    for a, u in point.items():
+        if not 0.0 <= u <= 1.0:
+            raise ValueError(f"coordinate of {a!r} must lie in [0, 1], got {u}")
+        weights[a] = -math.log1p(-min(u, _U_MAX))
+    return counts_from_weights(weights, budget, caps)
+
+
+def uniform_point(abilities: list[str]) -> dict[str, float]:
+    """The point whose mixture is uniform (equal weights)."""
+    return {a: 0.5 for a in abilities}
+
+
+def uniform_counts(abilities: list[str], budget: int, caps: Mapping[str, int] | None = None) -> dict[str, int]:
+    return counts_from_weights({a: 1.0 for a in abilities}, budget, caps)

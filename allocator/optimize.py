@@ -1,0 +1,189 @@
+"""``allocator optimize``: the whole job, thin orchestration over the parts.
+
+Order matters for "nothing half-written": every input is validated first
+(config, budget against the pool, tracking URI, Ray address), then the base is
+built or loaded, and only then is anything written to MLflow or to the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from allocator.config import OptimizeConfig, load_config
+from allocator.errors import UserError
+from allocator.suite import build_suite
+
+__all__ = ["OptimizeResult", "optimize"]
+
+
+@dataclass
+class OptimizeResult:
+    """What an optimization found; ``to_dict()`` is the ``--output`` JSON."""
+
+    best: dict[str, Any]
+    baselines: dict[str, Any]
+    trials: list[dict[str, Any]]
+    mlflow: dict[str, Any]
+    base_model: dict[str, Any]
+    config: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _as_config(config: OptimizeConfig | dict | str | Path | None, overrides: dict[str, Any]) -> OptimizeConfig:
+    if isinstance(config, OptimizeConfig):
+        return load_config(None, {**config.to_dict(), **overrides}) if overrides else config
+    if isinstance(config, dict):
+        return load_config(None, {**config, **overrides})
+    return load_config(config, overrides)
+
+
+def _summary(rec: Any) -> dict[str, Any]:
+    return {
+        "name": rec.name,
+        "trial_id": rec.trial_id,
+        "mixture": rec.mixture,
+        "scores": rec.scores,
+        "losses": rec.losses,
+        "objective": rec.objective,
+        "mlflow_run_id": rec.mlflow_run_id,
+    }
+
+
+def _table(best: Any, base: Any, abilities: list[str]) -> list[str]:
+    lines = [f"  {'ability':10s} {'count':>7s} {'uniform':>8s} {'score':>7s} {'uniform':>8s}"]
+    for a in abilities:
+        lines.append(f"  {a:10s} {best.mixture[a]:7d} {base.mixture[a]:8d} {best.scores[a]:7.3f} {base.scores[a]:8.3f}")
+    lines.append(f"  {'objective':10s} {'':7s} {'':8s} {best.objective:7.4f} {base.objective:8.4f}")
+    return lines
+
+
+def optimize(
+    config: OptimizeConfig | dict | str | Path | None = None,
+    *,
+    printer: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> OptimizeResult:
+    """Search per-ability example counts under ``config.budget`` (module and README docs).
+
+    ``config`` is an ``OptimizeConfig``, a dict of config keys, a YAML path, or
+    ``None`` for the embedded default; keyword overrides replace top-level keys
+    (``optimize(trials=4, budget=2000)``). Raises ``UserError`` for bad input.
+    """
+    # heavy imports (Ray, torch) here, not at module level: `allocator --help` stays fast
+    from allocator.search import run_search
+    from allocator.tracking import Tracker, check_uri, default_tracking_uri, ui_command
+    from ray_cluster import connect, disconnect, max_concurrent_trials, trial_resources
+    from trainers.base_model import build_or_load_base
+
+    t_start = time.perf_counter()
+    out = printer or (lambda s: print(s, flush=True))
+    cfg = _as_config(config, overrides)
+    abilities = cfg.suite.abilities
+
+    suite = build_suite(
+        abilities, seed=cfg.suite.seed, pool_size=cfg.suite.pool_size, heldout_size=cfg.suite.heldout_size
+    )
+    caps = suite.sizes()
+    if cfg.budget > sum(caps.values()):
+        raise UserError(
+            f"budget: {cfg.budget} examples asked for, the pool holds {sum(caps.values())} "
+            f"({', '.join(f'{a}={n}' for a, n in caps.items())})"
+        )
+    uri = cfg.tracking.uri or default_tracking_uri()
+    check_uri(uri)
+
+    base = build_or_load_base(cfg.model.model_dump(), cfg.pretrain.model_dump(), threads=os.cpu_count(), log=out)
+    out(f"base model: {base.meta['params']:,} parameters, {base.path} (built in {base.meta['build_seconds']}s)")
+
+    started_ray = connect(cfg.ray.address, cfg.ray.num_cpus)
+    tracker = None
+    try:
+        import ray
+
+        conc = max_concurrent_trials(
+            ray.cluster_resources(),
+            cfg.resources.cpus_per_trial,
+            cfg.resources.gpus_per_trial,
+            cfg.search.max_concurrent_trials,
+        )
+        try:
+            tracker = Tracker(uri, cfg.tracking.experiment)
+        except Exception as e:  # an unreachable server or a database we cannot open
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"tracking URI {uri}: {first}") from None
+        run_name = f"optimize-{time.strftime('%Y%m%d-%H%M%S')}"
+        parent = tracker.start_parent(run_name, cfg.to_dict(), {"allocator.base_digest": base.meta["digest"]})
+        tracker.log_json(parent, {"train": caps, "heldout": {a: len(x) for a, x in suite.heldout.items()}}, "pool.json")
+        out(f"searching {cfg.trials} mixtures of {cfg.budget} examples + the uniform baseline, {conc} at a time")
+        records = run_search(
+            config=cfg.to_dict(),
+            base_weights=base.weights,
+            caps=caps,
+            weights=cfg.objective_weights(),
+            tracker=tracker,
+            storage_path=str(Path(cfg.storage_path).resolve()),
+            run_name=f"{run_name}-{parent[:8]}",
+            max_concurrent=conc,
+            resources=trial_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial),
+            printer=out,
+        )
+        baseline = next((r for r in records if r.kind == "baseline"), None)
+        done = [r for r in records if r.kind == "search" and r.status == "FINISHED"]
+        if baseline is None or baseline.status != "FINISHED":
+            raise RuntimeError("the uniform baseline trial did not finish (see the Ray trial logs)")
+        if not done:
+            raise RuntimeError("no searched trial finished (see the Ray trial logs)")
+        best = max(done, key=lambda r: r.objective or 0.0)
+        result = OptimizeResult(
+            best=_summary(best),
+            baselines={"uniform": _summary(baseline)},
+            trials=[r.to_dict() for r in records],
+            mlflow={"tracking_uri": uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent},
+            base_model={"path": str(base.path), **{k: base.meta[k] for k in ("digest", "params", "build_seconds")}},
+            config=cfg.to_dict(),
+            seconds=round(time.perf_counter() - t_start, 1),
+        )
+        tracker.log_metrics(
+            parent,
+            {
+                "best_objective": best.objective or 0.0,
+                "uniform_objective": baseline.objective or 0.0,
+                "failed_trials": sum(r.status != "FINISHED" for r in records),
+                **{f"best_exact_match/{a}": s for a, s in best.scores.items()},
+            },
+            step=0,
+        )
+        tracker.log_json(parent, result.to_dict(), "recommendation.json")
+        delta = (best.objective or 0.0) - (baseline.objective or 0.0)
+        verdict = "beats" if delta > 0 else "does not beat"
+        out(f"best mixture: {best.name} {verdict} the uniform baseline by {delta:+.4f}")
+        for line in _table(best, baseline, abilities):
+            out(line)
+        out(f"MLflow: {uri} (experiment {tracker.experiment_id}, parent run {parent})")
+        out(f"  view: {ui_command(uri)}")
+        out(f"done in {result.seconds:.0f}s")
+        tracker.close("FINISHED")
+        return result
+    except BaseException as e:
+        if tracker is not None:
+            tracker.close("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    finally:
+        disconnect(started_ray)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically: a reader never sees half a file."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(p)

@@ -1,0 +1,202 @@
+"""Ray Tune + Optuna over per-ability mixtures; one trial is one proxy fine-tune.
+
+The space has one coordinate ``u_<ability>`` in [0, 1] per ability, mapped to
+example counts by ``allocator.mixtures.counts_from_point`` (flat-Dirichlet
+weights, water-filled under pool caps, summing to the budget). The uniform
+mixture runs as the first point (``points_to_evaluate``): it is the baseline the
+search must beat, and the sampler learns from it like from any trial.
+
+Trials report ``objective`` (weighted mean of per-ability exact match),
+``exact_match/<ability>`` and ``loss/<ability>`` at each of the proxy's
+evaluations, so a scheduler can stop bad trials early. The driver alone writes
+to MLflow, from a Tune callback, as results arrive: a finished trial is in the
+store (and in Tune's own results under ``storage_path``) the moment it
+finishes, whatever happens to the driver afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import tune
+
+from allocator.mixtures import counts_from_point, uniform_point
+from allocator.tracking import Tracker
+
+__all__ = ["TrialRecord", "objective", "run_search"]
+
+
+def objective(scores: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]) -> float:
+    """Weighted mean of per-ability exact match (weights need not be normalised)."""
+    total = sum(weights.values())
+    return sum(w * scores[a]["exact_match"] for a, w in weights.items()) / total
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    name: str
+    kind: str  # "baseline" or "search"
+    mixture: dict[str, int]
+    status: str = "PENDING"
+    objective: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # exact match per ability
+    losses: dict[str, float] = field(default_factory=dict)  # held-out response loss per ability
+    seconds: float | None = None
+    mlflow_run_id: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _point(config: Mapping[str, float], abilities: list[str]) -> dict[str, float]:
+    return {a: float(config[f"u_{a}"]) for a in abilities}
+
+
+def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
+    """Runs in a Ray worker: one proxy fine-tune on the mixture ``params`` stands for."""
+    from allocator.suite import build_suite
+    from trainers.proxy import run_proxy
+
+    cfg = setup["config"]
+    abilities = cfg["suite"]["abilities"]
+    mixture = counts_from_point(_point(params, abilities), cfg["budget"], setup["caps"])
+    suite = build_suite(
+        abilities,
+        seed=cfg["suite"]["seed"],
+        pool_size=cfg["suite"]["pool_size"],
+        heldout_size=cfg["suite"]["heldout_size"],
+    )
+
+    def report(step: int, scores: dict[str, dict[str, float]]) -> None:
+        metrics: dict[str, float] = {"step": step, "objective": objective(scores, setup["weights"])}
+        for a, s in scores.items():
+            metrics[f"exact_match/{a}"] = s["exact_match"]
+            metrics[f"loss/{a}"] = s["loss"]
+        tune.report(metrics)
+
+    run_proxy(
+        base_weights=setup["base_weights"],
+        model_cfg=cfg["model"],
+        proxy=cfg["proxy"],
+        pool=suite.train,
+        heldout=suite.heldout,
+        mixture=mixture,
+        seed=cfg["seed"],
+        report=report,
+    )
+
+
+class _TrialLog(tune.Callback):
+    """Driver side: one MLflow child run per trial, one printed line per finished trial."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        abilities: list[str],
+        budget: int,
+        caps: dict[str, int],
+        trials: int,
+        printer: Callable[[str], None],
+    ) -> None:
+        self.tracker, self.abilities, self.budget, self.caps = tracker, abilities, budget, caps
+        self.total, self.printer = trials, printer
+        self.records: dict[str, TrialRecord] = {}
+        self.started: dict[str, float] = {}
+        self.searched = 0
+        self.baseline = uniform_point(abilities)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        point = _point(trial.config, self.abilities)
+        mixture = counts_from_point(point, self.budget, self.caps)
+        if point == self.baseline and not any(r.kind == "baseline" for r in self.records.values()):
+            kind, name = "baseline", "uniform-baseline"
+        else:
+            self.searched += 1
+            kind, name = "search", f"trial-{self.searched:03d}"
+        rec = TrialRecord(trial.trial_id, name, kind, mixture, status="RUNNING")
+        params: dict[str, Any] = {f"mixture.{a}": n for a, n in mixture.items()}
+        params.update({f"u.{a}": round(u, 6) for a, u in point.items()})
+        rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, name, kind, params)
+        self.records[trial.trial_id] = rec
+        self.started[trial.trial_id] = time.perf_counter()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        rec = self.records[trial.trial_id]
+        metrics = {k: v for k, v in result.items() if k == "objective" or k.startswith(("exact_match/", "loss/"))}
+        assert rec.mlflow_run_id is not None
+        self.tracker.log_metrics(rec.mlflow_run_id, metrics, step=int(result["step"]))
+        rec.objective = float(result["objective"])
+        rec.scores = {a: float(result[f"exact_match/{a}"]) for a in self.abilities}
+        rec.losses = {a: float(result[f"loss/{a}"]) for a in self.abilities}
+
+    def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
+        rec = self.records[trial.trial_id]
+        rec.status, rec.error = status, error
+        rec.seconds = round(time.perf_counter() - self.started[trial.trial_id], 1)
+        assert rec.mlflow_run_id is not None
+        if error:
+            self.tracker.set_tag(rec.mlflow_run_id, "allocator.error", error[:5000])
+        self.tracker.end(rec.mlflow_run_id, status)
+        label = "baseline " if rec.kind == "baseline" else f"{rec.name[6:]}/{self.total:03d}"
+        mix = " ".join(f"{a}={n}" for a, n in rec.mixture.items())
+        obj = f"{rec.objective:.4f}" if rec.objective is not None else "  -   "
+        self.printer(f"  {label}  objective {obj}  {rec.seconds:6.1f}s  {status:8s}  {mix}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, "FINISHED" if self.records[trial.trial_id].objective is not None else "FAILED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        err = getattr(trial, "error_msg", None) or "the trial raised an error (see Ray's trial logs)"
+        self._finish(trial, "FAILED", str(err).strip().splitlines()[-1] if str(err).strip() else None)
+
+
+def run_search(
+    *,
+    config: dict[str, Any],
+    base_weights: bytes,
+    caps: dict[str, int],
+    weights: dict[str, float],
+    tracker: Tracker,
+    storage_path: str,
+    run_name: str,
+    max_concurrent: int,
+    resources: dict[str, float],
+    printer: Callable[[str], None],
+) -> list[TrialRecord]:
+    """Run the uniform baseline and ``config['trials']`` searched mixtures; return every trial."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    abilities: list[str] = config["suite"]["abilities"]
+    search = config["search"]
+    if search["sampler"] == "tpe":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
+            seed=config["seed"], n_startup_trials=search["n_startup_trials"]
+        )
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=config["seed"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = OptunaSearch(
+        metric="objective",
+        mode="max",
+        sampler=sampler,
+        points_to_evaluate=[{f"u_{a}": u for a, u in uniform_point(abilities).items()}],
+    )
+    log = _TrialLog(tracker, abilities, config["budget"], caps, config["trials"], printer)
+    setup = {"config": config, "base_weights": base_weights, "caps": caps, "weights": weights}
+    trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={f"u_{a}": tune.uniform(0.0, 1.0) for a in abilities},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=config["trials"] + 1, max_concurrent_trials=max_concurrent
+        ),
+        run_config=tune.RunConfig(name=run_name, storage_path=storage_path, callbacks=[log], verbose=0),
+    )
+    tuner.fit()
+    return sorted(log.records.values(), key=lambda r: (r.kind != "baseline", r.name))

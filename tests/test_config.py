@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from allocator.config import OptimizeConfig, load_config
+from allocator.errors import UserError
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def test_default_yaml_is_the_embedded_default():
+    assert load_config(EXPERIMENTS / "default.yaml") == OptimizeConfig() == load_config(None)
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_yaml_loads(path):
+    cfg = load_config(path)
+    assert cfg.budget > 0
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("budgett: 5\n", "budgett: unknown key"),
+        ("proxy:\n  lr_rate: 0.1\n", "proxy.lr_rate: unknown key"),
+        ("budget: -5\n", "budget: Input should be greater than 0 (got -5)"),
+        ("trials: many\n", "trials: Input should be a valid integer"),
+        ("proxy:\n  kind: qlora2\n", "proxy.kind: Input should be 'lora' or 'full'"),
+        ("suite:\n  abilities: [copy, poetry]\n", "unknown ability 'poetry'"),
+        ("weights:\n  poetry: 1\n", "weights names ability 'poetry'"),
+        ("model:\n  hidden_size: 130\n", "not divisible by num_heads"),
+        ("- 1\n- 2\n", "expected a mapping of config keys"),
+        ("budget: [1\n", "invalid YAML"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path, text, expected):
+    p = _write(tmp_path, text)
+    with pytest.raises(UserError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert msg.startswith(str(p)), msg
+    assert expected in msg
+    assert "\n" not in msg
+
+
+def test_missing_file():
+    with pytest.raises(UserError, match=r"no/such\.yaml: config file not found"):
+        load_config("no/such.yaml")
+
+
+def test_overrides_apply_and_are_validated(tmp_path):
+    p = _write(tmp_path, "budget: 300\nproxy:\n  epochs: 2\n")
+    cfg = load_config(p, {"trials": 3, "ray": {"address": "127.0.0.1:6379"}})
+    assert (cfg.budget, cfg.trials, cfg.proxy.epochs, cfg.ray.address) == (300, 3, 2.0, "127.0.0.1:6379")
+    with pytest.raises(UserError, match="trials: Input should be greater than 0"):
+        load_config(p, {"trials": 0})
+
+
+def test_yaml_floats_without_a_dot_are_accepted(tmp_path):
+    # PyYAML reads 6e-3 as a string; the config still takes it as the number it means
+    assert load_config(_write(tmp_path, "proxy:\n  lr: 6e-3\n")).proxy.lr == pytest.approx(0.006)
+
+
+def test_objective_weights_default_equal_and_partial_weights_zero_the_rest():
+    cfg = OptimizeConfig(weights={"add": 2.0})
+    assert cfg.objective_weights()["add"] == 2.0
+    assert cfg.objective_weights()["copy"] == 0.0
+    assert set(OptimizeConfig().objective_weights().values()) == {1.0}
+
+
+def test_resolved_config_round_trips_through_yaml():
+    cfg = OptimizeConfig()
+    assert load_config(None, yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg

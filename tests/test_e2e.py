@@ -1,0 +1,96 @@
+"""The real CLI and the Python API end to end: Ray Tune + Optuna + peft + MLflow, tiny sizes."""
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+ABILITIES = ["first", "copy", "upper", "sort", "count", "add", "reverse"]
+
+
+def _check_store(uri, experiment_id, parent_id, n_trials):
+    client = MlflowClient(uri)
+    runs = client.search_runs([experiment_id])
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+    kinds = sorted(r.data.tags["allocator.kind"] for r in children)
+    assert kinds == ["baseline"] + ["search"] * n_trials
+    for r in children:
+        assert r.info.status == "FINISHED"
+        assert {f"exact_match/{a}" for a in ABILITIES} <= set(r.data.metrics)
+        assert {f"loss/{a}" for a in ABILITIES} <= set(r.data.metrics)
+        assert "objective" in r.data.metrics
+        assert sum(int(r.data.params[f"mixture.{a}"]) for a in ABILITIES) == 120
+    names = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"config.json", "pool.json", "recommendation.json"} <= names
+    return children
+
+
+def test_cli_optimize_end_to_end(tmp_path, run_cli):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    proc = run_cli(
+        "optimize",
+        "--config",
+        str(SMOKE),
+        "--trials",
+        "2",
+        "--tracking-uri",
+        uri,
+        "--output",
+        "out.json",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+
+    assert sum(out["best"]["mixture"].values()) == 120
+    assert set(out["best"]["scores"]) == set(ABILITIES)
+    assert isinstance(out["best"]["objective"], float)
+    assert out["baselines"]["uniform"]["mixture"] == {
+        "first": 17,
+        "copy": 17,
+        "upper": 17,
+        "sort": 17,
+        "count": 17,
+        "add": 18,
+        "reverse": 17,
+    }
+    assert set(out["baselines"]["uniform"]["scores"]) == set(ABILITIES)
+    assert isinstance(out["baselines"]["uniform"]["objective"], float)
+    assert len(out["trials"]) == 3
+    assert all(t["status"] == "FINISHED" and set(t["mixture"]) == set(ABILITIES) for t in out["trials"])
+    searched = [t for t in out["trials"] if t["kind"] == "search"]
+    assert out["best"]["objective"] == max(t["objective"] for t in searched)
+    assert out["mlflow"]["tracking_uri"] == uri
+    _check_store(uri, out["mlflow"]["experiment_id"], out["mlflow"]["parent_run_id"], 2)
+
+    # what a person sees: the config, a line per trial, the summary
+    assert "resolved config:" in proc.stdout
+    assert proc.stdout.count("FINISHED") == 3
+    assert "best mixture:" in proc.stdout and "mlflow ui --backend-store-uri" in proc.stdout
+    assert (tmp_path / "allocator_runs").is_dir()
+
+
+@pytest.mark.parametrize("sampler", ["random"])
+def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
+    import allocator
+
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    result = allocator.optimize(
+        SMOKE,
+        trials=1,
+        search={"sampler": sampler},
+        printer=lines.append,
+    )
+    d = result.to_dict()
+    assert d["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert len(d["trials"]) == 2 and d["best"]["name"] == "trial-001"
+    _check_store(d["mlflow"]["tracking_uri"], d["mlflow"]["experiment_id"], d["mlflow"]["parent_run_id"], 1)
+    assert any(ln.startswith("best mixture:") for ln in lines)
+    import ray
+
+    assert not ray.is_initialized(), "optimize must shut down the Ray it started"

@@ -1,0 +1,118 @@
+"""The proxy trainer, evaluation and base cache, on a tiny model built in the test."""
+
+import pytest
+import torch
+
+from allocator.config import ModelConfig, PretrainConfig, ProxyConfig
+from allocator.suite import build_suite
+from trainers.base_model import build_or_load_base, load_model
+from trainers.evaluate import _greedy, evaluate
+from trainers.proxy import run_proxy, select_examples
+from trainers.tokenizer import EOS, CharTokenizer
+
+MODEL = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64).model_dump()
+PRETRAIN = PretrainConfig(steps=5, batch_size=4).model_dump()
+
+
+@pytest.fixture(scope="module")
+def base(cache_dir):
+    return build_or_load_base(MODEL, PRETRAIN, threads=1)
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return build_suite(["first", "copy", "add"], pool_size=40, heldout_size=4)
+
+
+def _proxy(**kw):
+    return ProxyConfig(epochs=1, batch_size=4, reports=2, max_new_tokens=4, **kw).model_dump()
+
+
+def test_base_is_cached_by_recipe(cache_dir, base):
+    again = build_or_load_base(MODEL, PRETRAIN, threads=1)
+    assert again.path == base.path and again.path.parent == cache_dir
+    assert (base.path / "model.safetensors").is_file()
+    other = build_or_load_base(MODEL, {**PRETRAIN, "seed": 1}, threads=1)
+    assert other.path != base.path
+
+
+def test_loaded_weights_are_the_saved_ones(base):
+    a, b = load_model(MODEL, base.weights), load_model(MODEL, base.weights)
+    x = torch.tensor([[1, 5, 6, 7]])
+    assert torch.equal(a(input_ids=x).logits, b(input_ids=x).logits)
+    assert torch.equal(a.lm_head.weight, a.model.embed_tokens.weight)
+
+
+def test_loss_mask_covers_response_and_eos_only():
+    tok = CharTokenizer()
+    ids, mask = tok.encode_example("repeat: ab", "ab")
+    assert tok.decode(ids[1:]) == "repeat: ab\nab"
+    assert ids[-1] == EOS
+    assert mask == [0] * (len(ids) - 3) + [1, 1, 1]
+
+
+def test_left_padded_greedy_equals_one_at_a_time(base):
+    # positions must count real tokens only, or left padding changes the answers
+    model = load_model(MODEL, base.weights).eval()
+    tok = CharTokenizer()
+    prompts = [tok.encode_prompt(p) for p in ["repeat: a", "sort: dcba", "add 12+345"]]
+    together = _greedy(model, prompts, 5, 64)
+    alone = [_greedy(model, [p], 5, 64)[0] for p in prompts]
+    assert together == alone
+
+
+def test_nested_selection(suite):
+    small = select_examples(suite.train, {"first": 3, "copy": 2, "add": 0})
+    large = select_examples(suite.train, {"first": 7, "copy": 5, "add": 1})
+    assert set(small) <= set(large)
+    with pytest.raises(ValueError, match="pool has 40"):
+        select_examples(suite.train, {"first": 41})
+
+
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_proxy_is_deterministic_and_reports(base, suite, kind):
+    mixture = {"first": 10, "copy": 6, "add": 4}
+    seen = []
+
+    def run():
+        return run_proxy(
+            base_weights=base.weights,
+            model_cfg=MODEL,
+            proxy=_proxy(kind=kind),
+            pool=suite.train,
+            heldout=suite.heldout,
+            mixture=mixture,
+            seed=0,
+            report=lambda step, scores: seen.append(step),
+        )
+
+    first, second = run(), run()
+    assert first.steps == 5  # ceil(20 examples * 1 epoch / batch 4)
+    assert seen == [2, 5, 2, 5]  # two evaluations a run, the last at the end
+    assert first.scores == second.scores
+    assert set(first.scores) == {"first", "copy", "add"}
+    assert all(0.0 <= s["exact_match"] <= 1.0 and s["loss"] > 0 for s in first.scores.values())
+
+
+def test_training_lowers_heldout_loss(base, suite):
+    mixture = {"first": 20, "copy": 20, "add": 0}
+    heldout = {"first": suite.heldout["first"]}
+    before = evaluate(load_model(MODEL, base.weights), heldout, max_new_tokens=2, max_length=64)
+    after = run_proxy(
+        base_weights=base.weights,
+        model_cfg=MODEL,
+        proxy={**_proxy(kind="lora", lr=1e-2), "epochs": 5},
+        pool=suite.train,
+        heldout={"first": suite.heldout["first"]},
+        mixture=mixture,
+        seed=0,
+    )
+    assert after.scores["first"]["loss"] < before["first"]["loss"]
+
+
+def test_lora_trains_adapters_only(base):
+    from trainers.proxy import _wrap_lora
+
+    model = _wrap_lora(load_model(MODEL, base.weights), _proxy(kind="lora"))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)

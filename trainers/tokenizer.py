@@ -1,0 +1,54 @@
+"""A character-level tokenizer for the built-in suite's tiny model.
+
+Character level because the suite's answers are exact strings of letters and
+digits: a BPE vocabulary splits digits irregularly, which hides arithmetic from
+a tiny model (../shared/PLATFORM.md). The template, used for training and
+evaluation alike, is::
+
+    <bos> instruction "\\n" response <eos>
+
+with the loss on ``response <eos>`` only.
+"""
+
+from __future__ import annotations
+
+import string
+
+__all__ = ["BOS", "EOS", "PAD", "UNK", "CharTokenizer"]
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+_SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
+_CHARS = " \n" + string.ascii_lowercase + string.ascii_uppercase + string.digits + ".,:;?!'\"-+=()/*%&#@"
+
+
+class CharTokenizer:
+    """Fixed vocabulary: 4 special tokens, then printable characters; unknown -> <unk>."""
+
+    def __init__(self) -> None:
+        self.itos = _SPECIALS + list(_CHARS)
+        self.stoi = {c: i for i, c in enumerate(self.itos)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.stoi.get(c, UNK) for c in text]
+
+    def decode(self, ids: list[int]) -> str:
+        out = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i >= len(_SPECIALS):
+                out.append(self.itos[i])
+        return "".join(out)
+
+    def encode_example(self, instruction: str, response: str) -> tuple[list[int], list[int]]:
+        """Token ids and the loss mask (1 on response tokens and <eos>)."""
+        prompt = self.encode_prompt(instruction)
+        answer = [*self.encode(response), EOS]
+        return prompt + answer, [0] * len(prompt) + [1] * len(answer)
+
+    def encode_prompt(self, instruction: str) -> list[int]:
+        return [BOS, *self.encode(instruction), *self.encode("\n")]
