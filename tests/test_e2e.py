@@ -94,3 +94,84 @@ def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
     import ray
 
     assert not ray.is_initialized(), "optimize must shut down the Ray it started"
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 (one worker, no job runner: starts in seconds)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("mlflow server did not come up") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_cli_against_a_real_mlflow_server(tmp_path, run_cli, mlflow_server):
+    proc = run_cli(
+        "optimize",
+        "--config",
+        str(SMOKE),
+        "--trials",
+        "1",
+        "--tracking-uri",
+        mlflow_server,
+        "--output",
+        "out.json",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["mlflow"]["tracking_uri"] == mlflow_server
+    _check_store(mlflow_server, out["mlflow"]["experiment_id"], out["mlflow"]["parent_run_id"], 1)
+    assert not (tmp_path / "mlflow.db").exists(), "nothing may go to a local store when a server is given"

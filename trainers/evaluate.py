@@ -25,13 +25,17 @@ def collate(encoded: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.T
     return {"input_ids": ids, "attention_mask": attn, "labels": labels}
 
 
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def _response_loss(model: Any, tok: CharTokenizer, examples: Sequence[Any], max_length: int, chunk: int) -> float:
     total, count = 0.0, 0
     for start in range(0, len(examples), chunk):
         enc = [tok.encode_example(e.instruction, e.response) for e in examples[start : start + chunk]]
         enc = [(ids[:max_length], m[:max_length]) for ids, m in enc]
-        batch = collate(enc)
+        batch = {k: v.to(_device(model)) for k, v in collate(enc).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         nll = torch.nn.functional.cross_entropy(
@@ -51,7 +55,8 @@ def _greedy(model: Any, prompts: list[list[int]], max_new_tokens: int, max_lengt
     for i, p in enumerate(prompts):
         ids[i, width - len(p) :] = torch.tensor(p)
         attn[i, width - len(p) :] = 1
-    done = torch.zeros(len(prompts), dtype=torch.bool)
+    ids, attn = ids.to(_device(model)), attn.to(_device(model))
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=ids.device)
     out: list[list[int]] = [[] for _ in prompts]
     for _ in range(min(max_new_tokens, max_length - width)):
         # positions count real tokens only, so left padding does not shift them

@@ -13,6 +13,8 @@ from-scratch proxy is the honest choice (as in RegMix and DoReMi).
 
 Deterministic for a given seed and thread count: the same seed initialises
 LoRA and orders the data in every trial, so trials differ only in the mixture.
+It runs on the GPU when one is visible (Ray exposes the GPUs a trial reserved
+via ``resources.gpus_per_trial`` and hides them otherwise), else on the CPU.
 """
 
 from __future__ import annotations
@@ -81,9 +83,11 @@ def run_proxy(
     tok = CharTokenizer()
     max_length = model_cfg["max_length"]
 
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(dict(model_cfg), base_weights)
     if proxy["kind"] == "lora":
         model = _wrap_lora(model, proxy)
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=proxy["lr"], weight_decay=0.0)
 
@@ -120,7 +124,9 @@ def run_proxy(
             lr = proxy["lr"] * min(1.0, step / warmup) * (1.0 - 0.9 * frac)
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = collate([encoded[i] for i in order[(step - 1) * bs : step * bs]])
+            batch = {
+                k: v.to(device) for k, v in collate([encoded[i] for i in order[(step - 1) * bs : step * bs]]).items()
+            }
             loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
