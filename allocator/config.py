@@ -27,6 +27,7 @@ __all__ = [
     "SuiteConfig",
     "TrackingConfig",
     "load_config",
+    "merge",
 ]
 
 
@@ -167,11 +168,12 @@ def _format_error(source: str, err: ValidationError) -> str:
     return f"{source}: {loc}: {msg}{more}"
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied, nested sections merged key by key."""
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -204,7 +206,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise UserError(f"{p}: expected a mapping of config keys at the top level, got {type(loaded).__name__}")
         data = loaded
     if overrides:
-        data = _merge(data, overrides)
+        data = merge(data, overrides)
         if path is None:
             source = "options"
     try:

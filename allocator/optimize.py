@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from allocator.config import OptimizeConfig, load_config
+from allocator.config import OptimizeConfig, load_config, merge
 from allocator.errors import UserError
 from allocator.suite import build_suite
 
@@ -40,9 +40,9 @@ class OptimizeResult:
 
 def _as_config(config: OptimizeConfig | dict | str | Path | None, overrides: dict[str, Any]) -> OptimizeConfig:
     if isinstance(config, OptimizeConfig):
-        return load_config(None, {**config.to_dict(), **overrides}) if overrides else config
+        return load_config(None, merge(config.to_dict(), overrides)) if overrides else config
     if isinstance(config, dict):
-        return load_config(None, {**config, **overrides})
+        return load_config(None, merge(config, overrides))
     return load_config(config, overrides)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -151,8 +152,12 @@ class _TrialLog(tune.Callback):
         self._finish(trial, "FINISHED" if self.records[trial.trial_id].objective is not None else "FAILED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        err = getattr(trial, "error_msg", None) or "the trial raised an error (see Ray's trial logs)"
-        self._finish(trial, "FAILED", str(err).strip().splitlines()[-1] if str(err).strip() else None)
+        # Tune writes the worker's traceback to the trial's local error file before
+        # calling back; the copy in storage (trial.get_error) may not be synced yet
+        path = trial.error_file
+        text = Path(path).read_text(errors="replace").strip() if path and Path(path).is_file() else ""
+        # the last line of the worker's traceback names the exception
+        self._finish(trial, "FAILED", text.splitlines()[-1] if text else "the trial raised an error (see Ray's logs)")
 
 
 def run_search(

@@ -21,7 +21,10 @@ def _project_modules() -> list[Any]:
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Make Ray available to this process; return True when this call started it.
 
-    Locally Ray runs without its dashboard and binds to 127.0.0.1. Joining a
+    Locally Ray runs without its dashboard. Ray 2.60's core servers (GCS, raylet,
+    workers) listen on the machine's address whatever node IP is asked for
+    (``ray.init`` rewrites 127.0.0.1 to a reachable IP), so they are protected by
+    Ray's token authentication, which is on by default and left on here. Joining a
     cluster ships this project's packages to its workers (``py_modules``), so the
     cluster only needs the same third-party packages installed.
     """
@@ -46,7 +49,6 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": env} if env else None,
         # trial output (peft and transformers warnings) stays in Ray's logs; the
         # driver prints one line per finished trial instead
