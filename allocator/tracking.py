@@ -29,7 +29,7 @@ def default_tracking_uri() -> str:
 def _artifact_root(uri: str) -> str | None:
     # next to a SQLite file; a tracking server decides for itself
     if uri.startswith("sqlite:///"):
-        return str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+        return str(Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts")
     return None
 
 
@@ -110,10 +110,9 @@ class Tracker:
         self.client.set_tag(run_id, key, value)
 
     def close(self, status: str) -> None:
-        """End trials still open (they did not finish: KILLED or FAILED), then the parent."""
-        child_status = "FINISHED" if status == "FINISHED" else status
+        """End the parent with ``status``; a trial still open never finished: KILLED."""
         for run_id in list(self.open_children):
-            self.end(run_id, "KILLED" if child_status == "FINISHED" else child_status)
+            self.end(run_id, "KILLED")
         if self.parent_run_id is not None:
             self.client.set_terminated(self.parent_run_id, status=status)
 

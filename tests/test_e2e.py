@@ -29,22 +29,27 @@ def _check_store(uri, experiment_id, parent_id, n_trials):
     return children
 
 
-def test_cli_optimize_end_to_end(tmp_path, run_cli):
-    uri = f"sqlite:///{tmp_path / 'store.db'}"
+def _optimize(run_cli, cwd, uri, trials):
+    """The real CLI on the smoke config; returns the process and the --output JSON."""
     proc = run_cli(
         "optimize",
         "--config",
         str(SMOKE),
         "--trials",
-        "2",
+        str(trials),
         "--tracking-uri",
         uri,
         "--output",
         "out.json",
-        cwd=tmp_path,
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
+    return proc, json.loads((cwd / "out.json").read_text())
+
+
+def test_cli_optimize_end_to_end(tmp_path, run_cli):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    proc, out = _optimize(run_cli, tmp_path, uri, trials=2)
 
     assert sum(out["best"]["mixture"].values()) == 120
     assert set(out["best"]["scores"]) == set(ABILITIES)
@@ -158,20 +163,7 @@ def mlflow_server(tmp_path):
 
 
 def test_cli_against_a_real_mlflow_server(tmp_path, run_cli, mlflow_server):
-    proc = run_cli(
-        "optimize",
-        "--config",
-        str(SMOKE),
-        "--trials",
-        "1",
-        "--tracking-uri",
-        mlflow_server,
-        "--output",
-        "out.json",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
+    _, out = _optimize(run_cli, tmp_path, mlflow_server, trials=1)
     assert out["mlflow"]["tracking_uri"] == mlflow_server
     _check_store(mlflow_server, out["mlflow"]["experiment_id"], out["mlflow"]["parent_run_id"], 1)
     assert not (tmp_path / "mlflow.db").exists(), "nothing may go to a local store when a server is given"
