@@ -51,6 +51,23 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     o.add_argument("--output", metavar="PATH", help="write the result as JSON here")
     o.set_defaults(func=cmd_optimize)
+
+    d = sub.add_parser("data", help="inspect instruction data")
+    dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    i = dsub.add_parser(
+        "inspect",
+        help="per-ability summary of one data file",
+        description="Validate one data file and print, per ability, its examples and lengths, and dropped rows.",
+    )
+    i.add_argument("file", help="a .jsonl(.gz), .json, .parquet or .csv file, or a save_to_disk folder")
+    i.add_argument("--format", help="alpaca, sharegpt, messages, prompt_completion or fields (default: detected)")
+    i.add_argument("--prompt-field", metavar="F", help="the prompt column (implies --format fields)")
+    i.add_argument("--response-field", metavar="F", help="the response column (implies --format fields)")
+    i.add_argument("--context-field", metavar="F", help="an optional context column (with --format fields)")
+    i.add_argument("--ability-field", metavar="F", help="the column naming each row's ability (default: category)")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.add_argument("--strict", action="store_true", help="an empty text is an error (default: counted as dropped)")
+    i.set_defaults(func=cmd_data_inspect)
     return p
 
 
@@ -82,6 +99,43 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if args.output:
         write_json(args.output, result.to_dict())
         print(f"result written to {args.output}")
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from allocator.data import detect_format, load_source, summarize
+
+    columns: dict[str, str] = {}
+    fmt = args.format
+    if args.prompt_field or args.response_field or args.context_field:
+        fmt = fmt or "fields"
+        for key, value in (("prompt", args.prompt_field), ("response", args.response_field)):
+            if value:
+                columns[key] = value
+        if args.context_field:
+            columns["context"] = args.context_field
+    fmt = fmt or detect_format(args.file)
+    loaded = load_source(
+        args.file,
+        format=fmt,
+        columns=columns or None,
+        ability_field=args.ability_field or "category",
+        empty="error" if args.strict else "drop",
+    )
+    summary = {"file": args.file, "format": fmt, **summarize(loaded)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{args.file}: {summary['examples']:,} examples in {len(summary['abilities'])} abilities (format {fmt})")
+    print(f"  {'ability':28s} {'examples':>9s} {'chars p10':>9s} {'p50':>6s} {'p90':>6s} {'max':>7s}")
+    for name, a in summary["abilities"].items():
+        c = a["chars"]
+        print(f"  {name:28s} {a['examples']:9,d} {c['p10']:9d} {c['p50']:6d} {c['p90']:6d} {c['p100']:7d}")
+    for reason, n in summary["dropped"].items():
+        rows = ", ".join(map(str, summary["dropped_rows"][reason]))
+        print(f"  dropped {n:,}: {reason} (rows {rows}{', ...' if n > 5 else ''})")
     return 0
 
 

@@ -1,0 +1,150 @@
+"""Reading raw rows from a source: local files of the usual kinds, saved datasets, hub names.
+
+JSON Lines (``.jsonl``, ``.jsonl.gz``) are read line by line here, so that
+every problem is reported at its 1-based line: invalid JSON, a non-object, bytes
+that are not UTF-8, a line longer than the configured limit. JSON arrays,
+Parquet and CSV files, folders written by ``Dataset.save_to_disk`` and hub
+dataset names go through Hugging Face ``datasets``; their rows are numbered
+from 1 in file order (for CSV, the first row after the header is row 1).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from allocator.data._formats import DataError
+
+__all__ = ["read_rows"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as raw:
+        head = raw.read(2)
+    gz = path.name.endswith(".gz")
+    if gz and head != _GZIP_MAGIC:
+        raise DataError(f"{path}: named .gz but not gzip-compressed")
+    if not gz and head == _GZIP_MAGIC:
+        raise DataError(f"{path}: gzip-compressed but not named .gz (rename it to {path.name}.gz)")
+    opener = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as f:
+            yield from f
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot decompress: {e}") from None
+
+
+def _jsonl(path: Path, max_line_chars: int) -> Iterator[tuple[int, Any]]:
+    n = 0
+    for n, raw in enumerate(_open_lines(path), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path}: line {n}: not UTF-8 (byte {e.start} of the line is {raw[e.start]:#04x})"
+            ) from None
+        if len(line) > max_line_chars:
+            raise DataError(f"{path}: line {n}: {len(line):,} characters, over the limit of {max_line_chars:,}")
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {n}: invalid JSON: {e.msg} at column {e.colno}") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}")
+        yield n, obj
+    if n == 0:
+        raise DataError(f"{path}: empty file (expected one JSON object a line)")
+
+
+def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if isinstance(data, dict):  # {"data": [...]} style wrappers are common; accept one list value
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError(f"{path}: expected a JSON array of objects (or JSON Lines)")
+        data = lists[0]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of objects, got {type(data).__name__}")
+    if not data:
+        raise DataError(f"{path}: empty (no rows)")
+    yield from enumerate(data, start=1)
+
+
+def _hf_rows(ds: Any, name: str) -> Iterator[tuple[int, Any]]:
+    if len(ds) == 0:
+        raise DataError(f"{name}: empty (no rows)")
+    yield from enumerate(ds, start=1)
+
+
+def _looks_like_jsonl(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(2)
+    if head == _GZIP_MAGIC:
+        return True
+    return head.lstrip()[:1] != b"["
+
+
+def read_rows(path_or_name: str, *, max_line_chars: int = 1_000_000) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(row, record)`` for a local file or folder, or a hub dataset name."""
+    path = Path(path_or_name)
+    if path.is_dir():
+        import datasets
+
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError) as e:
+            raise DataError(f"{path}: not a dataset saved with save_to_disk ({e})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise DataError(f"{path}: a DatasetDict without a 'train' split (has {', '.join(ds)})")
+            ds = ds["train"]
+        yield from _hf_rows(ds, str(path))
+        return
+    if path.is_file():
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty file")
+        name = path.name.lower()
+        if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json.gz")):
+            yield from _jsonl(path, max_line_chars)
+        elif name.endswith(".json"):
+            yield from (_jsonl(path, max_line_chars) if _looks_like_jsonl(path) else _json_array(path))
+        elif name.endswith((".parquet", ".csv")):
+            import datasets
+
+            kind = "parquet" if name.endswith(".parquet") else "csv"
+            try:
+                ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+            except Exception as e:  # pyarrow / pandas parse errors
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise DataError(f"{path}: cannot read as {kind}: {first}") from None
+            yield from _hf_rows(ds, str(path))
+        else:
+            raise DataError(f"{path}: unknown file type (expected .jsonl, .jsonl.gz, .json, .parquet or .csv)")
+        return
+    if "/" in path_or_name and not path_or_name.startswith((".", "/")) and path_or_name.count("/") == 1:
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(path_or_name, split="train")
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(
+                f"{path_or_name}: not a local path, and the Hugging Face hub dataset could not be loaded "
+                f"(no network here?): {first}"
+            ) from None
+        yield from _hf_rows(ds, path_or_name)
+        return
+    raise DataError(f"{path}: file not found")

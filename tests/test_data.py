@@ -1,0 +1,258 @@
+"""User data: every format and source kind, and every malformed input, from files the tests write."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from allocator.data import DataError, Turn, detect_format, load_source, summarize
+
+T0 = Path(__file__).resolve().parents[2] / "shared" / "data" / "t0-mixture-55k.jsonl.gz"
+
+PAIRS = [("add 2+2", "4", "math"), ("capital of France?", "Paris", "geo"), ("say hi", "hi", "chat")]
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _as(fmt: str) -> list[dict]:
+    rows = []
+    for ins, out, ab in PAIRS:
+        if fmt == "alpaca":
+            rows.append({"instruction": ins, "input": "", "output": out, "category": ab})
+        elif fmt == "sharegpt":
+            rows.append(
+                {"conversations": [{"from": "human", "value": ins}, {"from": "gpt", "value": out}], "category": ab}
+            )
+        elif fmt == "messages":
+            rows.append(
+                {"messages": [{"role": "user", "content": ins}, {"role": "assistant", "content": out}], "category": ab}
+            )
+        elif fmt == "prompt_completion":
+            rows.append({"prompt": ins, "completion": out, "category": ab})
+        else:
+            rows.append({"q": ins, "a": out, "category": ab})
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["alpaca", "sharegpt", "messages", "prompt_completion", "fields"])
+def test_every_format_gives_the_same_turns(tmp_path, fmt):
+    path = _jsonl(tmp_path / f"{fmt}.jsonl", _as(fmt))
+    columns = {"prompt": "q", "response": "a"} if fmt == "fields" else None
+    loaded = load_source(str(path), format=fmt, columns=columns, ability_field="category")
+    assert [(r.turns, r.ability, r.row) for r in loaded.records] == [
+        ((Turn("user", i), Turn("assistant", o)), a, n) for n, (i, o, a) in enumerate(PAIRS, start=1)
+    ]
+    if fmt != "fields":
+        assert detect_format(str(path)) == fmt
+
+
+def test_alpaca_input_and_system_and_multi_turn(tmp_path):
+    alpaca = _jsonl(
+        tmp_path / "a.jsonl", [{"instruction": "translate", "input": "chat", "output": "cat", "system": "be brief"}]
+    )
+    (rec,) = load_source(str(alpaca), format="alpaca", ability="lang").records
+    assert rec.turns == (Turn("system", "be brief"), Turn("user", "translate\n\nchat"), Turn("assistant", "cat"))
+    multi = _jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "system", "content": "s"},
+                    {"role": "user", "content": "u1"},
+                    {"role": "assistant", "content": "a1"},
+                    {"role": "user", "content": "u2"},
+                    {"role": "assistant", "content": "a2"},
+                ]
+            }
+        ],
+    )
+    (rec,) = load_source(str(multi), format="messages", ability="chat").records
+    assert [t.role for t in rec.turns] == ["system", "user", "assistant", "user", "assistant"]
+    assert (rec.prompt, rec.response) == ("u1", "a2")
+
+
+@pytest.mark.parametrize("kind", ["json", "jsonl.gz", "parquet", "csv", "disk"])
+def test_every_source_kind(tmp_path, kind):
+    import datasets
+
+    rows = _as("prompt_completion")
+    if kind == "json":
+        path = tmp_path / "d.json"
+        path.write_text(json.dumps(rows))
+    elif kind == "jsonl.gz":
+        path = tmp_path / "d.jsonl.gz"
+        path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    elif kind == "parquet":
+        path = tmp_path / "d.parquet"
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+    elif kind == "csv":
+        path = tmp_path / "d.csv"
+        datasets.Dataset.from_list(rows).to_csv(str(path), index=False)
+    else:
+        path = tmp_path / "saved"
+        datasets.Dataset.from_list(rows).save_to_disk(str(path))
+    loaded = load_source(str(path), format="prompt_completion", ability_field="category")
+    assert [(r.prompt, r.response, r.ability) for r in loaded.records] == PAIRS
+
+
+def test_ability_map_merges_and_drops_labels_and_unresolved_rows_are_reported(tmp_path):
+    rows = [*_as("prompt_completion"), {"prompt": "x", "completion": "y"}]
+    path = _jsonl(tmp_path / "d.jsonl", rows)
+    loaded = load_source(
+        str(path), format="prompt_completion", ability_field="category", ability_map={"geo": "math", "chat": None}
+    )
+    assert [r.ability for r in loaded.records] == ["math", "math"]
+    assert loaded.dropped == {"label 'chat' dropped by ability_map": 1, "no ability label in 'category'": 1}
+    assert loaded.dropped_rows["no ability label in 'category'"] == [4]
+    s = summarize(loaded)
+    assert s["abilities"]["math"]["examples"] == 2 and s["examples"] == 2
+    with pytest.raises(DataError, match=r"row 4: field 'category': missing ability label"):
+        load_source(str(path), format="prompt_completion", ability_field="category", unresolved="error")
+
+
+def test_empty_texts_are_errors_or_counted_drops(tmp_path):
+    path = _jsonl(
+        tmp_path / "d.jsonl", [*_as("prompt_completion"), {"prompt": "p", "completion": " ", "category": "x"}]
+    )
+    with pytest.raises(DataError, match=r"d\.jsonl: row 4: field 'completion': empty"):
+        load_source(str(path), format="prompt_completion", ability_field="category")
+    loaded = load_source(str(path), format="prompt_completion", ability_field="category", empty="drop")
+    assert len(loaded.records) == 3 and loaded.dropped == {"empty 'completion'": 1}
+
+
+def _bad(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return p
+
+
+GOOD = '{"prompt": "a", "completion": "b", "category": "c"}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fmt", "kwargs", "expected"),
+    [
+        ("missing.jsonl", None, "prompt_completion", {}, r"missing\.jsonl: file not found"),
+        ("d.jsonl.gz", GOOD, "prompt_completion", {}, r"named \.gz but not gzip-compressed"),
+        ("d.jsonl", gzip.compress(GOOD.encode()), "prompt_completion", {}, r"gzip-compressed but not named \.gz"),
+        ("d.jsonl", GOOD + '{"prompt": "a",\n', "prompt_completion", {}, r"d\.jsonl: line 2: invalid JSON"),
+        ("d.jsonl", "", "prompt_completion", {}, r"d\.jsonl: empty file"),
+        (
+            "d.jsonl",
+            GOOD + '{"prompt": "a", "category": "c"}\n',
+            "prompt_completion",
+            {},
+            r"row 2: field 'completion': missing",
+        ),
+        (
+            "d.jsonl",
+            '{"q": "a", "category": "c"}\n',
+            "fields",
+            {"columns": {"prompt": "q", "response": "r"}},
+            r"row 1: field 'r': missing",
+        ),
+        (
+            "d.jsonl",
+            '{"prompt": ["a"], "completion": "b", "category": "c"}\n',
+            "prompt_completion",
+            {},
+            r"row 1: field 'prompt': expected a string, got list",
+        ),
+        (
+            "d.jsonl",
+            '{"instruction": "", "output": "b", "category": "c"}\n',
+            "alpaca",
+            {},
+            r"row 1: field 'instruction': empty",
+        ),
+        (
+            "d.jsonl",
+            '{"conversations": [{"from": "gpt", "value": "b"}, {"from": "human", "value": "a"}]}\n',
+            "sharegpt",
+            {},
+            r"row 1: field 'conversations\[0\]': turn out of order: expected a user turn",
+        ),
+        (
+            "d.jsonl",
+            '{"conversations": [{"from": "robot", "value": "a"}]}\n',
+            "sharegpt",
+            {},
+            r"row 1: field 'conversations\[0\]\.from': unknown role 'robot'",
+        ),
+        (
+            "d.jsonl",
+            '{"messages": [{"role": "user", "content": "a"}]}\n',
+            "messages",
+            {},
+            r"row 1: field 'messages': no assistant turn",
+        ),
+        ("d.jsonl", GOOD, "chatml", {}, r"unknown format 'chatml'"),
+        (
+            "d.jsonl",
+            GOOD,
+            "prompt_completion",
+            {"ability_map": {"poetry": "writing"}},
+            r"ability_map: label 'poetry' does not occur in field 'category'",
+        ),
+        (
+            "d.jsonl",
+            GOOD.encode() + b'{"prompt": "\xff", "completion": "b"}\n',
+            "prompt_completion",
+            {},
+            r"d\.jsonl: line 2: not UTF-8",
+        ),
+        (
+            "d.jsonl",
+            GOOD + '{"prompt": "' + "x" * 200 + '", "completion": "b"}\n',
+            "prompt_completion",
+            {"max_line_chars": 100},
+            r"line 2: 2\d\d characters, over the limit of 100",
+        ),
+        ("d.txt", GOOD, "prompt_completion", {}, r"unknown file type"),
+    ],
+)
+def test_malformed_input_names_file_row_and_field(tmp_path, name, content, fmt, kwargs, expected):
+    path = tmp_path / name if content is None else _bad(tmp_path, name, content)
+    with pytest.raises(DataError, match=expected) as err:
+        load_source(str(path), format=fmt, ability_field="category", **kwargs)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_hub_name_without_network_is_a_clear_error():
+    with pytest.raises(DataError, match=r"no-such-org/no-such-set: not a local path, and the Hugging Face hub"):
+        load_source("no-such-org/no-such-set", format="alpaca", ability="x")
+
+
+def test_inspect_cli_reports_and_errors(tmp_path, run_cli):
+    path = _jsonl(tmp_path / "d.jsonl", [*_as("alpaca"), {"instruction": "i", "output": "", "category": "math"}])
+    proc = run_cli("data", "inspect", str(path), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["format"] == "alpaca"
+    assert {a: v["examples"] for a, v in out["abilities"].items()} == {"chat": 1, "geo": 1, "math": 1}
+    assert out["dropped"] == {"empty 'output'": 1}
+    proc = run_cli("data", "inspect", str(path), "--strict", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith("row 4: field 'output': empty (expected a non-empty string)")
+
+
+@pytest.mark.skipif(not T0.is_file(), reason=f"the shared T0 data is not at {T0}")
+def test_inspect_the_t0_mixture(tmp_path, run_cli):
+    proc = run_cli("data", "inspect", str(T0), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert {a: v["examples"] for a, v in out["abilities"].items()} == {
+        "closed_book_qa": 2048,
+        "extractive_qa": 11162,
+        "multiple_choice_qa": 14400,
+        "paraphrase_identification": 4775,
+        "sentiment": 8200,
+        "structure_to_text": 2800,
+        "summarization": 8200,
+        "topic_classification": 2200,  # 3,600 less the 1,400 trec rows whose completion is empty
+    }
+    assert out["dropped"] == {"empty 'completion'": 1400}
