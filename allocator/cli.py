@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--response-field", metavar="F", help="the response column (implies --format fields)")
     i.add_argument("--context-field", metavar="F", help="an optional context column (with --format fields)")
     i.add_argument("--ability-field", metavar="F", help="the column naming each row's ability (default: category)")
+    i.add_argument("--heldout", type=int, default=100, metavar="N", help="held-out examples per ability (100)")
+    i.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the held-out split (0)")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.add_argument("--strict", action="store_true", help="an empty text is an error (default: counted as dropped)")
     i.set_defaults(func=cmd_data_inspect)
@@ -105,7 +107,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from allocator.data import detect_format, load_source, summarize
+    from allocator.data import by_ability, detect_format, load_source, split_pools, summarize
+    from allocator.errors import UserError
 
     columns: dict[str, str] = {}
     fmt = args.format
@@ -124,15 +127,22 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
         ability_field=args.ability_field or "category",
         empty="error" if args.strict else "drop",
     )
-    summary = {"file": args.file, "format": fmt, **summarize(loaded)}
+    if args.heldout < 1:
+        raise UserError(f"--heldout {args.heldout}: expected at least 1")
+    pools = split_pools(by_ability(loaded.records), seed=args.seed, heldout_size=args.heldout)
+    summary = {"file": args.file, "format": fmt, **summarize(loaded, pools)}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{args.file}: {summary['examples']:,} examples in {len(summary['abilities'])} abilities (format {fmt})")
-    print(f"  {'ability':28s} {'examples':>9s} {'chars p10':>9s} {'p50':>6s} {'p90':>6s} {'max':>7s}")
+    head = f"  {'ability':28s} {'examples':>9s} {'heldout':>8s} {'dups':>5s} {'train':>7s}"
+    print(head + f" {'chars p10':>9s} {'p50':>6s} {'p90':>6s} {'max':>7s}")
     for name, a in summary["abilities"].items():
         c = a["chars"]
-        print(f"  {name:28s} {a['examples']:9,d} {c['p10']:9d} {c['p50']:6d} {c['p90']:6d} {c['p100']:7d}")
+        print(
+            f"  {name:28s} {a['examples']:9,d} {a['heldout']:8,d} {a['duplicates_removed']:5,d} {a['train']:7,d}"
+            f" {c['p10']:9d} {c['p50']:6d} {c['p90']:6d} {c['p100']:7d}"
+        )
     for reason, n in summary["dropped"].items():
         rows = ", ".join(map(str, summary["dropped_rows"][reason]))
         print(f"  dropped {n:,}: {reason} (rows {rows}{', ...' if n > 5 else ''})")

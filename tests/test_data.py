@@ -228,16 +228,24 @@ def test_hub_name_without_network_is_a_clear_error():
 
 
 def test_inspect_cli_reports_and_errors(tmp_path, run_cli):
-    path = _jsonl(tmp_path / "d.jsonl", [*_as("alpaca"), {"instruction": "i", "output": "", "category": "math"}])
-    proc = run_cli("data", "inspect", str(path), "--json", cwd=tmp_path)
+    rows = [{"instruction": f"{i} {n}", "output": o, "category": ab} for n in range(3) for i, o, ab in PAIRS]
+    path = _jsonl(tmp_path / "d.jsonl", [*rows, {"instruction": "i", "output": "", "category": "math"}])
+    proc = run_cli("data", "inspect", str(path), "--json", "--heldout", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["format"] == "alpaca"
-    assert {a: v["examples"] for a, v in out["abilities"].items()} == {"chat": 1, "geo": 1, "math": 1}
+    assert {a: (v["examples"], v["heldout"], v["train"]) for a, v in out["abilities"].items()} == {
+        "chat": (3, 1, 2),
+        "geo": (3, 1, 2),
+        "math": (3, 1, 2),
+    }
     assert out["dropped"] == {"empty 'output'": 1}
     proc = run_cli("data", "inspect", str(path), "--strict", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().endswith("row 4: field 'output': empty (expected a non-empty string)")
+    assert proc.stderr.strip().endswith("row 10: field 'output': empty (expected a non-empty string)")
+    proc = run_cli("data", "inspect", str(path), "--heldout", "3", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "ability 'chat': 3 examples, not more than its held-out size 3" in proc.stderr
 
 
 @pytest.mark.skipif(not T0.is_file(), reason=f"the shared T0 data is not at {T0}")
@@ -256,3 +264,7 @@ def test_inspect_the_t0_mixture(tmp_path, run_cli):
         "topic_classification": 2200,  # 3,600 less the 1,400 trec rows whose completion is empty
     }
     assert out["dropped"] == {"empty 'completion'": 1400}
+    assert all(
+        v["heldout"] == 100 and v["train"] + v["heldout"] + v["duplicates_removed"] == v["examples"]
+        for v in out["abilities"].values()
+    )

@@ -26,9 +26,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from allocator.data._formats import FORMATS, DataError, EmptyText, Turn, to_turns
+from allocator.data._pool import AbilityPool, content_hash, split_pools, take
 from allocator.data._read import read_rows
 
-__all__ = ["FORMATS", "DataError", "LoadedSource", "Record", "Turn", "detect_format", "load_source", "summarize"]
+__all__ = [
+    "FORMATS",
+    "AbilityPool",
+    "DataError",
+    "LoadedSource",
+    "Record",
+    "Turn",
+    "by_ability",
+    "content_hash",
+    "detect_format",
+    "load_source",
+    "split_pools",
+    "summarize",
+    "take",
+]
 
 # the columns that give a format away, checked in this order on the first row
 _SIGNATURES = (
@@ -146,23 +161,28 @@ def load_source(
     return out
 
 
-def summarize(loaded: LoadedSource) -> dict[str, Any]:
-    """Per-ability examples and prompt/response character lengths, and dropped rows by reason."""
-    by_ability: dict[str, list[Record]] = {}
-    for r in loaded.records:
-        by_ability.setdefault(r.ability, []).append(r)
+def by_ability(records: list[Record]) -> dict[str, list[Record]]:
+    """Records grouped by ability, abilities sorted by name, records in file order."""
+    groups: dict[str, list[Record]] = {}
+    for r in records:
+        groups.setdefault(r.ability, []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def summarize(loaded: LoadedSource, pools: dict[str, AbilityPool] | None = None) -> dict[str, Any]:
+    """Per ability: examples, character-length quantiles and, given the split, held-out size,
+    training examples and duplicates removed; dropped rows by reason."""
 
     def quantiles(xs: list[int]) -> dict[str, int]:
         s = sorted(xs)
         return {f"p{q}": s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))] for q in (10, 50, 90, 100)}
 
-    abilities = {
-        a: {
-            "examples": len(rs),
-            "chars": quantiles([sum(len(t.content) for t in r.turns) for r in rs]),
-        }
-        for a, rs in sorted(by_ability.items())
-    }
+    abilities: dict[str, dict[str, Any]] = {}
+    for a, rs in by_ability(loaded.records).items():
+        abilities[a] = {"examples": len(rs), "chars": quantiles([sum(len(t.content) for t in r.turns) for r in rs])}
+        if pools is not None:
+            p = pools[a]
+            abilities[a].update(heldout=len(p.heldout), train=len(p.train), duplicates_removed=p.duplicates_removed)
     return {
         "abilities": abilities,
         "dropped": dict(loaded.dropped),
