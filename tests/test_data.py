@@ -268,3 +268,30 @@ def test_inspect_the_t0_mixture(tmp_path, run_cli):
         v["heldout"] == 100 and v["train"] + v["heldout"] + v["duplicates_removed"] == v["examples"]
         for v in out["abilities"].values()
     )
+
+
+def test_same_examples_in_every_format_give_identical_tokens_and_masks(tmp_path):
+    from trainers.tokenizer import CharTokenizer
+
+    tok = CharTokenizer()
+    encoded = {}
+    for fmt in ("alpaca", "sharegpt", "messages", "prompt_completion"):
+        path = _jsonl(tmp_path / f"{fmt}.jsonl", _as(fmt))
+        records = load_source(str(path), format=fmt, ability_field="category").records
+        encoded[fmt] = [tok.encode_turns(r.turns) for r in records]
+    assert all(v == encoded["alpaca"] for v in encoded.values())
+    ids, mask = encoded["alpaca"][0]  # "add 2+2" -> "4": loss on "4" and <eos> only
+    assert tok.decode(ids[1:]) == "add 2+2\n4" and mask == [0] * 9 + [1, 1]
+    # single-turn conversations use the same template as the built-in suite
+    assert encoded["alpaca"][1] == tok.encode_example("capital of France?", "Paris")
+
+
+def test_multi_turn_loss_falls_on_assistant_turns_and_truncation_never_leaves_no_loss():
+    from trainers.tokenizer import CharTokenizer, truncate
+
+    tok = CharTokenizer()
+    turns = [Turn("system", "s"), Turn("user", "u"), Turn("assistant", "a"), Turn("user", "v"), Turn("assistant", "b")]
+    ids, mask = tok.encode_turns(turns)
+    assert [i for i, m in zip(ids, mask, strict=True) if m] == [*tok.encode("a"), 2, *tok.encode("b"), 2]
+    assert truncate(ids, mask, 6) == (ids[:6], mask[:6])  # "<bos>s\nu\na": one loss token left
+    assert truncate(ids, mask, 5) is None  # nothing to learn from: dropped by the caller

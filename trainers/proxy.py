@@ -29,7 +29,7 @@ import torch
 
 from trainers.base_model import load_model
 from trainers.evaluate import collate, evaluate
-from trainers.tokenizer import CharTokenizer
+from trainers.tokenizer import CharTokenizer, truncate
 
 __all__ = ["ProxyResult", "run_proxy", "select_examples"]
 
@@ -94,12 +94,11 @@ def run_proxy(
     encoded = []
     dropped = 0
     for e in select_examples(pool, mixture):
-        ids, mask = tok.encode_example(e.instruction, e.response)
-        ids, mask = ids[:max_length], mask[:max_length]
-        if sum(mask) == 0:  # truncation left nothing to learn from: never train on it silently
+        cut = truncate(*tok.encode_example(e.instruction, e.response), max_length)
+        if cut is None:  # truncation left nothing to learn from: counted, never trained on silently
             dropped += 1
             continue
-        encoded.append((ids, mask))
+        encoded.append(cut)
 
     bs = proxy["batch_size"]
     budget = sum(mixture.values())

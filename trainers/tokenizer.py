@@ -7,14 +7,19 @@ evaluation alike, is::
 
     <bos> instruction "\\n" response <eos>
 
-with the loss on ``response <eos>`` only.
+with the loss on ``response <eos>`` only. Conversations generalize it: ``<bos>``,
+then each turn in order, a system or user turn followed by ``"\\n"``, an
+assistant turn followed by ``<eos>``; the loss falls on assistant turns (and
+their ``<eos>``) only.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["BOS", "EOS", "PAD", "UNK", "CharTokenizer"]
+__all__ = ["BOS", "EOS", "PAD", "UNK", "CharTokenizer", "truncate"]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 _SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -50,5 +55,26 @@ class CharTokenizer:
         answer = [*self.encode(response), EOS]
         return prompt + answer, [0] * len(prompt) + [1] * len(answer)
 
+    def encode_turns(self, turns: Sequence[Any]) -> tuple[list[int], list[int]]:
+        """Token ids and loss mask of a conversation (objects with ``role`` and ``content``)."""
+        ids, mask = [BOS], [0]
+        for t in turns:
+            if t.role == "assistant":
+                part = [*self.encode(t.content), EOS]
+                ids += part
+                mask += [1] * len(part)
+            else:
+                part = self.encode(t.content + "\n")
+                ids += part
+                mask += [0] * len(part)
+        return ids, mask
+
     def encode_prompt(self, instruction: str) -> list[int]:
         return [BOS, *self.encode(instruction), *self.encode("\n")]
+
+
+def truncate(ids: list[int], mask: list[int], max_length: int) -> tuple[list[int], list[int]] | None:
+    """Cut to ``max_length`` tokens; ``None`` when no loss token is left (the caller drops
+    and counts the example: it must never be trained on silently)."""
+    ids, mask = ids[:max_length], mask[:max_length]
+    return (ids, mask) if any(mask) else None
