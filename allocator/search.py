@@ -9,9 +9,10 @@ search must beat, and the sampler learns from it like from any trial.
 Trials report ``objective`` (weighted mean of per-ability exact match),
 ``exact_match/<ability>`` and ``loss/<ability>`` at each of the proxy's
 evaluations, so a scheduler can stop bad trials early. The driver alone writes
-to MLflow, from a Tune callback, as results arrive: a finished trial is in the
-store (and in Tune's own results under ``storage_path``) the moment it
-finishes, whatever happens to the driver afterwards.
+to MLflow, from a Tune callback, as results arrive: a finished trial is a
+FINISHED run in the store the moment it finishes, whatever happens to the
+driver afterwards (tests/test_crash.py kills it). Tune's own copy under
+``storage_path`` is synced later and may lag behind a crash.
 """
 
 from __future__ import annotations

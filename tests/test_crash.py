@@ -1,0 +1,55 @@
+"""Nothing lost: a trial that finished before the driver was killed stays FINISHED in MLflow."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+
+
+def test_finished_trials_survive_a_killed_driver(tmp_path, cache_dir):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    # its own process group: Ray's helper processes outlive a SIGKILLed driver and must be reaped
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "allocator", "optimize", "--config", str(SMOKE), "--trials", "6", "--tracking-uri", uri],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    finished_line = None
+    try:
+        deadline = time.time() + 240
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "FINISHED" in line:
+                finished_line = line
+                break
+            assert time.time() < deadline, "no trial finished in time"
+        assert finished_line is not None, "the run ended before any trial finished"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    client = MlflowClient(uri)
+    (exp,) = [e for e in client.search_experiments() if e.name == "allocator"]
+    runs = client.search_runs([exp.experiment_id])
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert finished, "the trial that finished before the kill must be FINISHED in MLflow"
+    for r in finished:
+        assert "objective" in r.data.metrics and "mlflow.parentRunId" in r.data.tags
+    # the run that was cut off says so: never FINISHED
+    parent_id = finished[0].data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent_id).info.status != "FINISHED"
