@@ -222,6 +222,11 @@ def test_malformed_input_names_file_row_and_field(tmp_path, name, content, fmt, 
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
 
 
+def test_missing_relative_data_file_is_not_taken_for_a_hub_name():
+    with pytest.raises(DataError, match=r"^data/train\.jsonl: file not found$"):
+        load_source("data/train.jsonl", format="alpaca", ability="x")
+
+
 def test_hub_name_without_network_is_a_clear_error():
     with pytest.raises(DataError, match=r"no-such-org/no-such-set: not a local path, and the Hugging Face hub"):
         load_source("no-such-org/no-such-set", format="alpaca", ability="x")

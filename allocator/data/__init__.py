@@ -116,6 +116,8 @@ def load_source(
         raise DataError(f"{path}: unknown format {format!r} (expected one of {', '.join(FORMATS)})")
     if (ability is None) == (ability_field is None):
         raise DataError(f"{path}: give exactly one of 'ability' (the whole source) or 'ability_field'")
+    if ability_map and ability_field is None:
+        raise DataError(f"{path}: ability_map needs ability_field (the field whose labels it maps)")
     out = LoadedSource(records=[])
     labels_seen: set[str] = set()
     for row, rec in read_rows(path, max_line_chars=max_line_chars):
@@ -150,8 +152,6 @@ def load_source(
                 name = raw
         out.records.append(Record(tuple(turns), name, path, row))
     if ability_map:
-        if ability_field is None:
-            raise DataError(f"{path}: ability_map needs ability_field (the field whose labels it maps)")
         missing = sorted(set(ability_map) - labels_seen)
         if missing:
             raise DataError(

@@ -134,7 +134,9 @@ def read_rows(path_or_name: str, *, max_line_chars: int = 1_000_000) -> Iterator
         else:
             raise DataError(f"{path}: unknown file type (expected .jsonl, .jsonl.gz, .json, .parquet or .csv)")
         return
-    if "/" in path_or_name and not path_or_name.startswith((".", "/")) and path_or_name.count("/") == 1:
+    data_suffixes = (".jsonl", ".json", ".gz", ".parquet", ".csv", ".ndjson")
+    hub_like = path_or_name.count("/") == 1 and not path_or_name.startswith((".", "/"))
+    if hub_like and not path_or_name.lower().endswith(data_suffixes):
         import datasets
 
         try:
