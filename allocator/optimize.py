@@ -1,8 +1,9 @@
 """``allocator optimize``: the whole job, thin orchestration over the parts.
 
-Order matters for "nothing half-written": every input is validated first
-(config, budget against the pool, tracking URI, Ray address), then the base is
-built or loaded, and only then is anything written to MLflow or to the output.
+Order matters for "nothing half-written": the config, the budget against the
+pool and the tracking URI are validated first; then the base is built or loaded
+(a cache, not a result); then Ray is started or joined and the trial resources
+checked against it; only then is anything written to MLflow or to the output.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def optimize(
         )
         try:
             tracker = Tracker(uri, cfg.tracking.experiment)
+        except UserError:
+            raise
         except Exception as e:  # an unreachable server or a database we cannot open
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"tracking URI {uri}: {first}") from None

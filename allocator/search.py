@@ -74,8 +74,12 @@ def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
         heldout_size=cfg["suite"]["heldout_size"],
     )
 
-    def report(step: int, scores: dict[str, dict[str, float]]) -> None:
-        metrics: dict[str, float] = {"step": step, "objective": objective(scores, setup["weights"])}
+    def report(step: int, scores: dict[str, dict[str, float]], dropped: int) -> None:
+        metrics: dict[str, float] = {
+            "step": step,
+            "objective": objective(scores, setup["weights"]),
+            "dropped_examples": dropped,  # truncated to no loss tokens: not trained on
+        }
         for a, s in scores.items():
             metrics[f"exact_match/{a}"] = s["exact_match"]
             metrics[f"loss/{a}"] = s["loss"]
@@ -113,6 +117,11 @@ class _TrialLog(tune.Callback):
         self.baseline = uniform_point(abilities)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open(trial)
+
+    def _open(self, trial: Any) -> TrialRecord:
+        if trial.trial_id in self.records:
+            return self.records[trial.trial_id]
         point = _point(trial.config, self.abilities)
         mixture = counts_from_point(point, self.budget, self.caps)
         if point == self.baseline and not any(r.kind == "baseline" for r in self.records.values()):
@@ -126,10 +135,12 @@ class _TrialLog(tune.Callback):
         rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, name, kind, params)
         self.records[trial.trial_id] = rec
         self.started[trial.trial_id] = time.perf_counter()
+        return rec
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self.records[trial.trial_id]
-        metrics = {k: v for k, v in result.items() if k == "objective" or k.startswith(("exact_match/", "loss/"))}
+        keep = ("objective", "dropped_examples")
+        metrics = {k: v for k, v in result.items() if k in keep or k.startswith(("exact_match/", "loss/"))}
         assert rec.mlflow_run_id is not None
         self.tracker.log_metrics(rec.mlflow_run_id, metrics, step=int(result["step"]))
         rec.objective = float(result["objective"])
@@ -137,7 +148,7 @@ class _TrialLog(tune.Callback):
         rec.losses = {a: float(result[f"loss/{a}"]) for a in self.abilities}
 
     def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
-        rec = self.records[trial.trial_id]
+        rec = self._open(trial)  # a trial can fail before it ever started (e.g. its runtime_env)
         rec.status, rec.error = status, error
         rec.seconds = round(time.perf_counter() - self.started[trial.trial_id], 1)
         assert rec.mlflow_run_id is not None
@@ -150,7 +161,7 @@ class _TrialLog(tune.Callback):
         self.printer(f"  {label}  objective {obj}  {rec.seconds:6.1f}s  {status:8s}  {mix}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, "FINISHED" if self.records[trial.trial_id].objective is not None else "FAILED")
+        self._finish(trial, "FINISHED" if self._open(trial).objective is not None else "FAILED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune writes the worker's traceback to the trial's local error file before
@@ -205,4 +216,10 @@ def run_search(
         run_config=tune.RunConfig(name=run_name, storage_path=storage_path, callbacks=[log], verbose=0),
     )
     tuner.fit()
-    return sorted(log.records.values(), key=lambda r: (r.kind != "baseline", r.name))
+    records = sorted(log.records.values(), key=lambda r: (r.kind != "baseline", r.name))
+    ended = [r for r in records if r.status in ("FINISHED", "FAILED")]
+    if len(ended) < config["trials"] + 1:
+        # Tune stops early only when interrupted (its SIGINT handler returns from fit()):
+        # the search is incomplete, and must not be reported as finished
+        raise KeyboardInterrupt(f"the search stopped after {len(ended)} of {config['trials'] + 1} trials")
+    return records

@@ -64,6 +64,10 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+        elif exp.lifecycle_stage == "deleted":
+            raise UserError(
+                f"tracking: experiment {experiment!r} is deleted in {uri}; restore it in MLflow or choose another name"
+            )
         else:
             self.experiment_id = exp.experiment_id
         self.parent_run_id: str | None = None

@@ -18,7 +18,7 @@ def trial_resources(cpus: float, gpus: float) -> dict[str, float]:
 
 def max_concurrent_trials(cluster: dict[str, float], cpus: float, gpus: float, limit: int | None) -> int:
     """Trials that fit at once in ``cluster`` (``ray.cluster_resources()``), capped by ``limit``."""
-    fit = math.floor(cluster.get("CPU", 1) / cpus + 1e-9)
+    fit = math.floor(cluster.get("CPU", 0) / cpus + 1e-9)
     if gpus:
         fit = min(fit, math.floor(cluster.get("GPU", 0) / gpus + 1e-9))
     if fit < 1:

@@ -13,10 +13,23 @@ def test_default_yaml_is_the_embedded_default():
     assert load_config(EXPERIMENTS / "default.yaml") == OptimizeConfig() == load_config(None)
 
 
+def _leaves(d, prefix=()):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, (*prefix, k))
+        else:
+            yield (*prefix, k), v
+
+
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_yaml_loads(path):
-    cfg = load_config(path)
-    assert cfg.budget > 0
+def test_every_shipped_yaml_loads_with_every_value_it_sets(path):
+    raw = yaml.safe_load(path.read_text())
+    resolved = load_config(path).to_dict()
+    for keys, value in _leaves(raw):
+        got = resolved
+        for k in keys:
+            got = got[k]
+        assert got == value, f"{path.name}: {'.'.join(keys)}"
 
 
 def _write(tmp_path, text):
@@ -36,6 +49,7 @@ def _write(tmp_path, text):
         ("suite:\n  abilities: [copy, poetry]\n", "unknown ability 'poetry'"),
         ("weights:\n  poetry: 1\n", "weights names ability 'poetry'"),
         ("model:\n  hidden_size: 130\n", "not divisible by num_heads"),
+        ("model:\n  hidden_size: 12\n  num_heads: 4\n", "must be even (rotary embeddings)"),
         ("- 1\n- 2\n", "expected a mapping of config keys"),
         ("budget: [1\n", "invalid YAML"),
     ],

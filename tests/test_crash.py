@@ -53,3 +53,61 @@ def test_finished_trials_survive_a_killed_driver(tmp_path, cache_dir):
     # the run that was cut off says so: never FINISHED
     parent_id = finished[0].data.tags["mlflow.parentRunId"]
     assert client.get_run(parent_id).info.status != "FINISHED"
+
+
+def _start(tmp_path, cache_dir, trials):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "allocator",
+            "optimize",
+            "--config",
+            str(SMOKE),
+            "--trials",
+            str(trials),
+            "--tracking-uri",
+            uri,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return proc, uri
+
+
+def _wait_for_a_finished_trial(proc):
+    deadline = time.time() + 240
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "FINISHED" in line:
+            return line
+        assert time.time() < deadline, "no trial finished in time"
+    raise AssertionError("the run ended before any trial finished")
+
+
+def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path, cache_dir):
+    proc, uri = _start(tmp_path, cache_dir, trials=6)
+    try:
+        _wait_for_a_finished_trial(proc)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, out[-2000:]
+    assert "interrupted" in out and "Traceback" not in out
+    client = MlflowClient(uri)
+    (exp,) = [e for e in client.search_experiments() if e.name == "allocator"]
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [p.info.status for p in parents] == ["KILLED"]
+    statuses = {r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert "FINISHED" in statuses and statuses <= {"FINISHED", "KILLED"}

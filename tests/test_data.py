@@ -75,14 +75,15 @@ def test_alpaca_input_and_system_and_multi_turn(tmp_path):
     assert (rec.prompt, rec.response) == ("u1", "a2")
 
 
-@pytest.mark.parametrize("kind", ["json", "jsonl.gz", "parquet", "csv", "disk"])
+@pytest.mark.parametrize("kind", ["json", "json-wrapped", "json-pretty", "jsonl.gz", "parquet", "csv", "disk"])
 def test_every_source_kind(tmp_path, kind):
     import datasets
 
     rows = _as("prompt_completion")
-    if kind == "json":
+    if kind.startswith("json-") or kind == "json":
         path = tmp_path / "d.json"
-        path.write_text(json.dumps(rows))
+        doc = {"data": rows} if kind == "json-wrapped" else rows
+        path.write_text(json.dumps(doc, indent=2 if kind == "json-pretty" else None))
     elif kind == "jsonl.gz":
         path = tmp_path / "d.jsonl.gz"
         path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
@@ -97,6 +98,14 @@ def test_every_source_kind(tmp_path, kind):
         datasets.Dataset.from_list(rows).save_to_disk(str(path))
     loaded = load_source(str(path), format="prompt_completion", ability_field="category")
     assert [(r.prompt, r.response, r.ability) for r in loaded.records] == PAIRS
+
+
+def test_csv_cells_stay_text_and_empty_cells_are_empty_texts(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,completion,category\nadd 2+2,4,math\nadd 0+7,007,math\nsay,,chat\n")
+    loaded = load_source(str(path), format="prompt_completion", ability_field="category", empty="drop")
+    assert [(r.prompt, r.response) for r in loaded.records] == [("add 2+2", "4"), ("add 0+7", "007")]
+    assert loaded.dropped == {"empty 'completion'": 1}
 
 
 def test_ability_map_merges_and_drops_labels_and_unresolved_rows_are_reported(tmp_path):
@@ -193,6 +202,13 @@ GOOD = '{"prompt": "a", "completion": "b", "category": "c"}\n'
         ("d.jsonl", GOOD, "chatml", {}, r"unknown format 'chatml'"),
         (
             "d.jsonl",
+            '{"messages": [{"role": ["user"], "content": "a"}]}\n',
+            "messages",
+            {},
+            r"row 1: field 'messages\[0\]\.role': unknown role \['user'\]",
+        ),
+        (
+            "d.jsonl",
             GOOD,
             "prompt_completion",
             {"ability_map": {"poetry": "writing"}},
@@ -269,10 +285,10 @@ def test_inspect_the_t0_mixture(tmp_path, run_cli):
         "topic_classification": 2200,  # 3,600 less the 1,400 trec rows whose completion is empty
     }
     assert out["dropped"] == {"empty 'completion'": 1400}
-    assert all(
-        v["heldout"] == 100 and v["train"] + v["heldout"] + v["duplicates_removed"] == v["examples"]
-        for v in out["abilities"].values()
-    )
+    assert all(v["heldout"] == 100 for v in out["abilities"].values())
+    # T0 repeats some examples verbatim: these are the ones a seed-0 split finds in training
+    dups = {a: v["duplicates_removed"] for a, v in out["abilities"].items() if v["duplicates_removed"]}
+    assert dups == {"extractive_qa": 123, "multiple_choice_qa": 12, "summarization": 6}
 
 
 def test_same_examples_in_every_format_give_identical_tokens_and_masks(tmp_path):

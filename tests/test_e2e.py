@@ -167,3 +167,14 @@ def test_cli_against_a_real_mlflow_server(tmp_path, run_cli, mlflow_server):
     assert out["mlflow"]["tracking_uri"] == mlflow_server
     _check_store(mlflow_server, out["mlflow"]["experiment_id"], out["mlflow"]["parent_run_id"], 1)
     assert not (tmp_path / "mlflow.db").exists(), "nothing may go to a local store when a server is given"
+
+
+def test_a_deleted_experiment_is_a_user_error(tmp_path):
+    from allocator.errors import UserError
+    from allocator.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    with pytest.raises(UserError, match="experiment 'gone' is deleted"):
+        Tracker(uri, "gone")

@@ -59,6 +59,10 @@ def test_left_padded_greedy_equals_one_at_a_time(base):
     together = _greedy(model, prompts, 5, 64)
     alone = [_greedy(model, [p], 5, 64)[0] for p in prompts]
     assert together == alone
+    # a prompt near max_length must not shorten the others' answers
+    long = tok.encode_prompt("x" * 60)
+    assert _greedy(model, [*prompts, long], 5, 64)[:3] == alone
+    assert len(_greedy(model, [long], 5, 64)[0]) <= 64 - len(long)
 
 
 def test_nested_selection(suite):
@@ -83,7 +87,7 @@ def test_proxy_is_deterministic_and_reports(base, suite, kind):
             heldout=suite.heldout,
             mixture=mixture,
             seed=0,
-            report=lambda step, scores: seen.append(step),
+            report=lambda step, scores, dropped: seen.append(step),
         )
 
     first, second = run(), run()

@@ -58,7 +58,12 @@ def _greedy(model: Any, prompts: list[list[int]], max_new_tokens: int, max_lengt
     ids, attn = ids.to(_device(model)), attn.to(_device(model))
     done = torch.zeros(len(prompts), dtype=torch.bool, device=ids.device)
     out: list[list[int]] = [[] for _ in prompts]
-    for _ in range(min(max_new_tokens, max_length - width)):
+    # each row's own limit: a long prompt elsewhere in the batch must not shorten it
+    limits = [max(0, min(max_new_tokens, max_length - len(p))) for p in prompts]
+    for i, lim in enumerate(limits):
+        if lim == 0:
+            done[i] = True
+    for _ in range(max(limits, default=0)):
         # positions count real tokens only, so left padding does not shift them
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, -1]
@@ -68,6 +73,9 @@ def _greedy(model: Any, prompts: list[list[int]], max_new_tokens: int, max_lengt
             if not done[i]:
                 out[i].append(int(nxt[i]))
         done |= nxt == EOS
+        for i in range(len(prompts)):
+            if len(out[i]) >= limits[i]:
+                done[i] = True
         ids = torch.cat([ids, nxt[:, None]], dim=1)
         attn = torch.cat([attn, (~done | (nxt == EOS)).long()[:, None]], dim=1)
         if bool(done.all()):

@@ -33,7 +33,7 @@ from trainers.tokenizer import CharTokenizer, truncate
 
 __all__ = ["ProxyResult", "run_proxy", "select_examples"]
 
-Report = Callable[[int, dict[str, dict[str, float]]], None]
+Report = Callable[[int, dict[str, dict[str, float]], int], None]  # step, scores, examples dropped
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ def run_proxy(
 
     bs = proxy["batch_size"]
     budget = sum(mixture.values())
+    if budget > 0 and not encoded:
+        raise ValueError(f"all {budget} examples were truncated away (model.max_length {max_length} is too short)")
     steps = max(1, math.ceil(budget * proxy["epochs"] / bs))
     report_at = sorted({max(1, round(steps * (k + 1) / proxy["reports"])) for k in range(proxy["reports"])})
     warmup = max(1, steps // 10)
@@ -134,5 +136,5 @@ def run_proxy(
         if step in report_at:
             scores = evaluate(model, dict(heldout), max_new_tokens=proxy["max_new_tokens"], max_length=max_length)
             if report is not None:
-                report(step, scores)
+                report(step, scores, dropped)
     return ProxyResult(steps=steps, dropped=dropped, scores=scores)

@@ -116,7 +116,7 @@ def _turn_list(
         if not isinstance(item, Mapping):
             raise DataError(f"{_where(source, row, f'{col}[{i}]')}: expected an object, got {type(item).__name__}")
         raw_role = item.get(role_key)
-        if raw_role not in roles:
+        if not isinstance(raw_role, str) or raw_role not in roles:
             known = ", ".join(sorted(roles))
             raise DataError(
                 f"{_where(source, row, f'{col}[{i}].{role_key}')}: unknown role {raw_role!r} (expected one of {known})"

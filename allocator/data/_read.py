@@ -64,13 +64,7 @@ def _jsonl(path: Path, max_line_chars: int) -> Iterator[tuple[int, Any]]:
         raise DataError(f"{path}: empty file (expected one JSON object a line)")
 
 
-def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+def _json_document_rows(path: Path, data: Any) -> Iterator[tuple[int, Any]]:
     if isinstance(data, dict):  # {"data": [...]} style wrappers are common; accept one list value
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -83,18 +77,33 @@ def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
     yield from enumerate(data, start=1)
 
 
+def _csv_as_text(path: Path) -> dict[str, Any]:
+    """Loader options that keep every CSV column text: "4" is an answer, not an int,
+    and an empty cell is "" (an empty text), not a missing value."""
+    import csv
+
+    import datasets
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    features = datasets.Features({name: datasets.Value("string") for name in header})
+    return {"features": features, "keep_default_na": False, "na_filter": False}
+
+
 def _hf_rows(ds: Any, name: str) -> Iterator[tuple[int, Any]]:
     if len(ds) == 0:
         raise DataError(f"{name}: empty (no rows)")
     yield from enumerate(ds, start=1)
 
 
-def _looks_like_jsonl(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(2)
-    if head == _GZIP_MAGIC:
-        return True
-    return head.lstrip()[:1] != b"["
+def _one_json_document(path: Path) -> Any | None:
+    """The parsed content of a ``.json`` file holding one document (an array, or an
+    object wrapping one); ``None`` for anything else, which is read as JSON Lines
+    so that its errors are reported by line."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def read_rows(path_or_name: str, *, max_line_chars: int = 1_000_000) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -120,13 +129,15 @@ def read_rows(path_or_name: str, *, max_line_chars: int = 1_000_000) -> Iterator
         if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json.gz")):
             yield from _jsonl(path, max_line_chars)
         elif name.endswith(".json"):
-            yield from (_jsonl(path, max_line_chars) if _looks_like_jsonl(path) else _json_array(path))
+            doc = _one_json_document(path)
+            yield from (_jsonl(path, max_line_chars) if doc is None else _json_document_rows(path, doc))
         elif name.endswith((".parquet", ".csv")):
             import datasets
 
             kind = "parquet" if name.endswith(".parquet") else "csv"
             try:
-                ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+                extra = _csv_as_text(path) if kind == "csv" else {}
+                ds = datasets.load_dataset(kind, data_files=str(path), split="train", **extra)
             except Exception as e:  # pyarrow / pandas parse errors
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise DataError(f"{path}: cannot read as {kind}: {first}") from None
