@@ -1,4 +1,4 @@
-"""Nothing lost: a trial that finished before the driver was killed stays FINISHED in MLflow."""
+"""Nothing lost, statuses true: a killed or interrupted driver, through the real CLI."""
 
 import os
 import signal
@@ -12,65 +12,13 @@ from mlflow import MlflowClient
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 
 
-def test_finished_trials_survive_a_killed_driver(tmp_path, cache_dir):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
-    # its own process group: Ray's helper processes outlive a SIGKILLed driver and must be reaped
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "allocator", "optimize", "--config", str(SMOKE), "--trials", "6", "--tracking-uri", uri],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    finished_line = None
-    try:
-        deadline = time.time() + 240
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "FINISHED" in line:
-                finished_line = line
-                break
-            assert time.time() < deadline, "no trial finished in time"
-        assert finished_line is not None, "the run ended before any trial finished"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    client = MlflowClient(uri)
-    (exp,) = [e for e in client.search_experiments() if e.name == "allocator"]
-    runs = client.search_runs([exp.experiment_id])
-    finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert finished, "the trial that finished before the kill must be FINISHED in MLflow"
-    for r in finished:
-        assert "objective" in r.data.metrics and "mlflow.parentRunId" in r.data.tags
-    # the run that was cut off says so: never FINISHED
-    parent_id = finished[0].data.tags["mlflow.parentRunId"]
-    assert client.get_run(parent_id).info.status != "FINISHED"
-
-
 def _start(tmp_path, cache_dir, trials):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    args = ["optimize", "--config", str(SMOKE), "--trials", str(trials), "--tracking-uri", uri]
+    # its own process group: Ray's helper processes outlive a SIGKILLed driver and must be reaped
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "allocator",
-            "optimize",
-            "--config",
-            str(SMOKE),
-            "--trials",
-            str(trials),
-            "--tracking-uri",
-            uri,
-        ],
+        [sys.executable, "-m", "allocator", *args],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -91,6 +39,38 @@ def _wait_for_a_finished_trial(proc):
     raise AssertionError("the run ended before any trial finished")
 
 
+def _reap(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _runs(uri):
+    client = MlflowClient(uri)
+    (exp,) = [e for e in client.search_experiments() if e.name == "allocator"]
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_finished_trials_survive_a_killed_driver(tmp_path, cache_dir):
+    proc, uri = _start(tmp_path, cache_dir, trials=6)
+    try:
+        _wait_for_a_finished_trial(proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        _reap(proc)
+    parents, children = _runs(uri)
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert finished, "the trial that finished before the kill must be FINISHED in MLflow"
+    assert all("objective" in r.data.metrics for r in finished)
+    # the run that was cut off says so: never FINISHED
+    assert [p.info.status for p in parents] == ["RUNNING"]
+
+
 def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path, cache_dir):
     proc, uri = _start(tmp_path, cache_dir, trials=6)
     try:
@@ -98,16 +78,10 @@ def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path, cache_dir):
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _reap(proc)
     assert proc.returncode == 130, out[-2000:]
     assert "interrupted" in out and "Traceback" not in out
-    client = MlflowClient(uri)
-    (exp,) = [e for e in client.search_experiments() if e.name == "allocator"]
-    runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents, children = _runs(uri)
     assert [p.info.status for p in parents] == ["KILLED"]
-    statuses = {r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags}
+    statuses = {r.info.status for r in children}
     assert "FINISHED" in statuses and statuses <= {"FINISHED", "KILLED"}
