@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from allocator.config import OptimizeConfig, load_config, merge
-from allocator.errors import UserError
+from allocator.errors import UserError, first_line
 from allocator.suite import build_suite
 
 __all__ = ["OptimizeResult", "optimize"]
@@ -121,7 +121,7 @@ def optimize(
         except UserError:
             raise
         except Exception as e:  # an unreachable server or a database we cannot open
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise UserError(f"tracking URI {uri}: {first}") from None
         run_name = f"optimize-{time.strftime('%Y%m%d-%H%M%S')}"
         parent = tracker.start_parent(run_name, cfg.to_dict(), {"allocator.base_digest": base.meta["digest"]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from allocator.errors import UserError
+from allocator.errors import UserError, first_line
 
 __all__ = ["connect", "disconnect"]
 
@@ -43,7 +43,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
                 configure_logging=False,
             )
         except (ConnectionError, RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise UserError(f"--ray-address {address}: cannot join the Ray cluster: {first}") from None
         return True
     ray.init(

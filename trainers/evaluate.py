@@ -56,13 +56,10 @@ def _greedy(model: Any, prompts: list[list[int]], max_new_tokens: int, max_lengt
         ids[i, width - len(p) :] = torch.tensor(p)
         attn[i, width - len(p) :] = 1
     ids, attn = ids.to(_device(model)), attn.to(_device(model))
-    done = torch.zeros(len(prompts), dtype=torch.bool, device=ids.device)
     out: list[list[int]] = [[] for _ in prompts]
     # each row's own limit: a long prompt elsewhere in the batch must not shorten it
     limits = [max(0, min(max_new_tokens, max_length - len(p))) for p in prompts]
-    for i, lim in enumerate(limits):
-        if lim == 0:
-            done[i] = True
+    done = torch.tensor([lim == 0 for lim in limits], dtype=torch.bool, device=ids.device)
     for _ in range(max(limits, default=0)):
         # positions count real tokens only, so left padding does not shift them
         pos = (attn.cumsum(-1) - 1).clamp(min=0)

@@ -17,11 +17,18 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["BOS", "EOS", "PAD", "UNK", "CharTokenizer", "truncate"]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
+
+
+class _Turn(NamedTuple):
+    role: str
+    content: str
+
+
 _SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 _CHARS = " \n" + string.ascii_lowercase + string.ascii_uppercase + string.digits + ".,:;?!'\"-+=()/*%&#@"
 
@@ -51,9 +58,7 @@ class CharTokenizer:
 
     def encode_example(self, instruction: str, response: str) -> tuple[list[int], list[int]]:
         """Token ids and the loss mask (1 on response tokens and <eos>)."""
-        prompt = self.encode_prompt(instruction)
-        answer = [*self.encode(response), EOS]
-        return prompt + answer, [0] * len(prompt) + [1] * len(answer)
+        return self.encode_turns([_Turn("user", instruction), _Turn("assistant", response)])
 
     def encode_turns(self, turns: Sequence[Any]) -> tuple[list[int], list[int]]:
         """Token ids and loss mask of a conversation (objects with ``role`` and ``content``)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from allocator.data._formats import DataError
+from allocator.errors import first_line
 
 __all__ = ["read_rows"]
 
@@ -139,7 +140,7 @@ def read_rows(path_or_name: str, *, max_line_chars: int = 1_000_000) -> Iterator
                 extra = _csv_as_text(path) if kind == "csv" else {}
                 ds = datasets.load_dataset(kind, data_files=str(path), split="train", **extra)
             except Exception as e:  # pyarrow / pandas parse errors
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 raise DataError(f"{path}: cannot read as {kind}: {first}") from None
             yield from _hf_rows(ds, str(path))
         else:
@@ -153,7 +154,7 @@ def read_rows(path_or_name: str, *, max_line_chars: int = 1_000_000) -> Iterator
         try:
             ds = datasets.load_dataset(path_or_name, split="train")
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise DataError(
                 f"{path_or_name}: not a local path, and the Hugging Face hub dataset could not be loaded "
                 f"(no network here?): {first}"
