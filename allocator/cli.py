@@ -58,10 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     i = dsub.add_parser(
         "inspect",
-        help="per-ability summary of one data file",
-        description="Validate one data file and print, per ability, its examples and lengths, and dropped rows.",
+        help="per-ability summary of one data file, or of an optimize config's pool",
+        description="Validate data and print, per ability, its examples, held-out size, duplicates removed, "
+        "lengths and dropped rows. With --config: the pool exactly as `allocator optimize --config` builds it "
+        "(tokenized with the model's tokenizer; lengths in tokens). With FILE: one file (lengths in characters).",
     )
-    i.add_argument("file", help="a .jsonl(.gz), .json, .parquet or .csv file, or a save_to_disk folder")
+    i.add_argument("file", nargs="?", help="a .jsonl(.gz), .json, .parquet or .csv file, or a save_to_disk folder")
+    i.add_argument("--config", metavar="PATH", help="an optimize config: its data (or the built-in suite)")
     i.add_argument("--format", help="alpaca, sharegpt, messages, prompt_completion or fields (default: detected)")
     i.add_argument("--prompt-field", metavar="F", help="the prompt column (implies --format fields)")
     i.add_argument("--response-field", metavar="F", help="the response column (implies --format fields)")
@@ -112,6 +115,10 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     from allocator.data import by_ability, detect_format, load_source, split_pools, summarize
     from allocator.errors import UserError
 
+    if (args.file is None) == (args.config is None):
+        raise UserError("data inspect: give a data FILE or --config PATH (one of them)")
+    if args.config is not None:
+        return _inspect_config(args)
     columns: dict[str, str] = {}
     fmt = args.format
     if args.prompt_field or args.response_field or args.context_field:
@@ -148,6 +155,41 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     for reason, n in summary["dropped"].items():
         rows = ", ".join(map(str, summary["dropped_rows"][reason]))
         print(f"  dropped {n:,}: {reason} (rows {rows}{', ...' if n > 5 else ''})")
+    return 0
+
+
+def _inspect_config(args: argparse.Namespace) -> int:
+    import json
+
+    from allocator.config import load_config
+    from allocator.optimize import prepare_pools
+
+    cfg = load_config(args.config)
+    pools, _, _ = prepare_pools(cfg)
+    summary = {"config": args.config, **pools.summary}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    n = sum(a["examples"] for a in summary["abilities"].values())
+    print(
+        f"{args.config}: {n:,} examples in {len(summary['abilities'])} abilities from {', '.join(summary['sources'])}"
+    )
+    print(f"  tokenizer {summary['tokenizer']}, max_length {summary['max_length']}, truncation {summary['truncation']}")
+    w = max(10, *(len(a) for a in summary["abilities"]))
+    print(
+        f"  {'ability':{w}s} {'metric':11s} {'examples':>9s} {'heldout':>8s} {'dups':>5s} {'cut':>5s} {'train':>7s}"
+        f" {'tokens p10':>10s} {'p50':>6s} {'p90':>6s} {'max':>7s}"
+    )
+    for name, a in summary["abilities"].items():
+        t = a["tokens"]
+        print(
+            f"  {name:{w}s} {a['metric']:11s} {a['examples']:9,d} {a['heldout']:8,d} {a['duplicates_removed']:5,d}"
+            f" {a['truncated_away']:5,d} {a['train']:7,d} {t['p10']:10d} {t['p50']:6d} {t['p90']:6d} {t['p100']:7d}"
+        )
+    for reason, n in summary["dropped"].items():
+        rows = ", ".join(summary["dropped_rows"].get(reason, []))
+        print(f"  dropped {n:,}: {reason}" + (f" ({rows}{', ...' if n > 5 else ''})" if rows else ""))
+    print("  (dups: training rows equal to held-out ones, removed; cut: truncated to no response token, removed)")
     return 0
 
 

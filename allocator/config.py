@@ -17,6 +17,7 @@ from allocator.errors import UserError
 from allocator.suite import ABILITIES
 
 __all__ = [
+    "DataConfig",
     "ModelConfig",
     "OptimizeConfig",
     "PretrainConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "RayConfig",
     "ResourcesConfig",
     "SearchConfig",
+    "SourceConfig",
     "SuiteConfig",
     "TrackingConfig",
     "load_config",
@@ -53,14 +55,72 @@ class SuiteConfig(_Section):
         return self
 
 
+class SourceConfig(_Section):
+    """One data source (allocator.data): a local file or folder, or a hub dataset name."""
+
+    path: str | None = Field(None, description="local file or save_to_disk folder; relative to the config file")
+    hub: str | None = Field(None, description="a Hugging Face hub dataset name (needs a network)")
+    format: Literal["alpaca", "sharegpt", "messages", "prompt_completion", "fields"] | None = Field(
+        None, description="default: detected from the first row's fields"
+    )
+    columns: dict[str, str] | None = Field(None, description="format column -> this source's column")
+    tags: dict[str, Any] | None = Field(None, description="sharegpt role/content tags")
+    ability: str | None = Field(None, description="the ability of every row of this source")
+    ability_field: str | None = Field(None, description="the field naming each row's ability")
+    ability_map: dict[str, str | None] | None = Field(None, description="raw label -> ability (null: drop)")
+    split: Literal["train", "heldout"] = Field("train", description="heldout: the evaluation set of its abilities")
+    empty: Literal["error", "drop"] = Field("error", description="an empty instruction or response")
+
+    @model_validator(mode="after")
+    def _where(self) -> SourceConfig:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of 'path' and 'hub'")
+        if (self.ability is None) == (self.ability_field is None):
+            raise ValueError("give exactly one of 'ability' (the whole source) and 'ability_field'")
+        if self.ability_map and self.ability_field is None:
+            raise ValueError("ability_map needs ability_field")
+        return self
+
+    @property
+    def location(self) -> str:
+        return self.path if self.path is not None else str(self.hub)
+
+
+class DataConfig(_Section):
+    """User instruction data instead of the built-in suite (allocator.pools)."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    abilities: list[str] | None = Field(None, description="use only these abilities (default: all in the data)")
+    heldout_size: int | None = Field(None, gt=0, description="held-out examples per ability (default 100)")
+    heldout_fraction: float | None = Field(None, gt=0, lt=1, description="instead of heldout_size")
+    seed: int = Field(0, description="the held-out split and every ability's fixed order")
+    max_repeats: int = Field(1, gt=0, description="passes over an ability's pool a count may take")
+    unresolved: Literal["exclude", "error"] = Field("exclude", description="rows without an ability label")
+    max_line_chars: int = Field(1_000_000, gt=0, description="longest JSON line accepted")
+    metrics: dict[str, Literal["exact_match", "loss"]] = Field(
+        default_factory=dict, description="ability -> metric (allocator.scoring)"
+    )
+    default_metric: Literal["exact_match", "loss"] = "exact_match"
+
+    @model_validator(mode="after")
+    def _heldout(self) -> DataConfig:
+        if self.heldout_size is not None and self.heldout_fraction is not None:
+            raise ValueError("give at most one of heldout_size and heldout_fraction")
+        return self
+
+
 class ModelConfig(_Section):
-    """A Llama-style decoder built from this config, character vocabulary."""
+    """A Llama-style decoder built from this config (never downloaded)."""
 
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(2, gt=0)
     num_heads: int = Field(4, gt=0)
     intermediate_size: int = Field(256, gt=0)
     max_length: int = Field(64, gt=8, description="tokens per sequence, prompt and response")
+    tokenizer: str = Field("char", min_length=1, description="'char', 'bpe' or a local tokenizer folder")
+    vocab_size: int = Field(2048, ge=260, description="size of the trained 'bpe' vocabulary")
+    truncation: Literal["right", "left"] = Field("right", description="left keeps the end of long prompts")
+    trust_remote_code: bool = Field(False, description="let a local tokenizer folder run its own code")
 
     @model_validator(mode="after")
     def _heads(self) -> ModelConfig:
@@ -81,6 +141,9 @@ class PretrainConfig(_Section):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     echo: float = Field(0.7, ge=0, le=1, description="fraction of documents whose second line quotes the first")
+    corpus: Literal["generic", "data"] = Field(
+        "generic", description="generic synthetic text, or the prompts of the training pool (never responses)"
+    )
     seed: int = 0
 
 
@@ -126,11 +189,13 @@ class OptimizeConfig(_Section):
     """``allocator optimize``: search per-ability example counts under a total budget."""
 
     seed: int = 0
-    budget: int = Field(4000, gt=0, description="total training examples across abilities")
+    budget: int = Field(4000, gt=0, description="total training examples (or tokens) across abilities")
+    budget_unit: Literal["examples", "tokens"] = "examples"
     trials: int = Field(8, gt=0, description="searched mixtures (the uniform baseline is extra)")
     weights: dict[str, float] | None = Field(None, description="objective weight per ability; default: equal")
     storage_path: str = Field("allocator_runs", min_length=1, description="Ray Tune results")
     suite: SuiteConfig = Field(default_factory=SuiteConfig)
+    data: DataConfig | None = Field(None, description="user data; when given, the suite is not used")
     model: ModelConfig = Field(default_factory=ModelConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
@@ -143,18 +208,25 @@ class OptimizeConfig(_Section):
     def _weights(self) -> OptimizeConfig:
         if self.weights is not None:
             for a, w in self.weights.items():
-                if a not in self.suite.abilities:
+                if self.data is None and a not in self.suite.abilities:
                     raise ValueError(f"weights names ability {a!r}, which is not in suite.abilities")
                 if w < 0:
                     raise ValueError(f"weight of {a!r} must be >= 0, got {w}")
-            if sum(self.weights.get(a, 0.0) for a in self.suite.abilities) <= 0:
+            if self.data is None and sum(self.weights.get(a, 0.0) for a in self.suite.abilities) <= 0:
                 raise ValueError("weights must not all be zero")
         return self
 
-    def objective_weights(self) -> dict[str, float]:
+    def objective_weights(self, abilities: list[str]) -> dict[str, float]:
+        """Weights of the pool's abilities; a weight naming an absent ability is a UserError."""
         if self.weights is None:
-            return {a: 1.0 for a in self.suite.abilities}
-        return {a: self.weights.get(a, 0.0) for a in self.suite.abilities}
+            return {a: 1.0 for a in abilities}
+        for a in self.weights:
+            if a not in abilities:
+                raise UserError(f"weights: ability {a!r} is not in the pool (abilities: {', '.join(abilities)})")
+        out = {a: self.weights.get(a, 0.0) for a in abilities}
+        if sum(out.values()) <= 0:
+            raise UserError("weights: must not all be zero")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -183,6 +255,24 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Data source paths (and a tokenizer folder) in a config file are relative to that file."""
+    section = data.get("data")
+    if isinstance(section, dict) and isinstance(section.get("sources"), list):
+        sources = []
+        for src in section["sources"]:
+            if isinstance(src, dict) and isinstance(src.get("path"), str) and not Path(src["path"]).is_absolute():
+                src = {**src, "path": str(folder / src["path"])}
+            sources.append(src)
+        data = {**data, "data": {**section, "sources": sources}}
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("tokenizer"), str):
+        tok = model["tokenizer"]
+        if tok not in ("char", "bpe") and not Path(tok).is_absolute():
+            data = {**data, "model": {**model, "tokenizer": str(folder / tok)}}
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> OptimizeConfig:
     """Read a YAML config (``None``: the embedded default), apply overrides, validate.
 
@@ -208,7 +298,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             loaded = {}
         if not isinstance(loaded, dict):
             raise UserError(f"{p}: expected a mapping of config keys at the top level, got {type(loaded).__name__}")
-        data = loaded
+        data = _resolve_paths(loaded, p.parent)
     if overrides:
         data = merge(data, overrides)
         if path is None:

@@ -15,14 +15,28 @@ per ability ``a``. A point maps to counts in three steps:
 3. integer counts by largest remainder, so they sum to the budget exactly.
 
 Counts are never negative, never above a cap, and sum to ``budget``.
+
+A budget in **tokens** (``budget_unit: tokens``) runs the same mapping over
+token caps, then converts each ability's token share to examples: the longest
+prefix of its fixed order (cycled up to ``max_repeats`` passes) whose tokens
+fit the share (``examples_within``). Nested sampling is kept, and the total
+never exceeds the budget; each ability may leave less than one example's
+tokens unspent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-__all__ = ["counts_from_point", "counts_from_weights", "uniform_counts", "uniform_point"]
+__all__ = [
+    "allocate",
+    "counts_from_point",
+    "counts_from_weights",
+    "examples_within",
+    "uniform_counts",
+    "uniform_point",
+]
 
 _U_MAX = 1.0 - 1e-12  # keeps -ln(1-u) finite at the closed end of Optuna's range
 
@@ -100,3 +114,29 @@ def uniform_point(abilities: list[str]) -> dict[str, float]:
 
 def uniform_counts(abilities: list[str], budget: int, caps: Mapping[str, int] | None = None) -> dict[str, int]:
     return counts_from_weights({a: 1.0 for a in abilities}, budget, caps)
+
+
+def examples_within(lengths: Sequence[int], tokens: int, max_repeats: int = 1) -> int:
+    """The most examples, taken in order and cycled up to ``max_repeats`` passes, whose
+    token lengths sum to at most ``tokens``."""
+    if not lengths or tokens <= 0:
+        return 0
+    per_pass = sum(lengths)
+    full = min(max_repeats, tokens // per_pass) if per_pass > 0 else max_repeats
+    n, left = full * len(lengths), tokens - full * per_pass
+    if full < max_repeats:
+        for length in lengths:
+            if length > left:
+                break
+            n, left = n + 1, left - length
+    return n
+
+
+def allocate(point: Mapping[str, float], plan: Mapping) -> dict[str, int]:
+    """Example counts for a point under a budget plan: ``{"unit": "examples" | "tokens",
+    "budget": int, "caps": {ability: cap in the unit}, "max_repeats": int}`` and, for
+    tokens, ``"lengths": {ability: token lengths in the fixed order}``."""
+    counts = counts_from_point(point, plan["budget"], plan["caps"])
+    if plan["unit"] == "examples":
+        return counts
+    return {a: examples_within(plan["lengths"][a], t, plan["max_repeats"]) for a, t in counts.items()}

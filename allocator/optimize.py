@@ -1,8 +1,10 @@
 """``allocator optimize``: the whole job, thin orchestration over the parts.
 
-Order matters for "nothing half-written": the config, the budget against the
-pool and the tracking URI are validated first; then the base is built or loaded
-(a cache, not a result); then Ray is started or joined and the trial resources
+Order matters for "nothing half-written": the config, the data (read, split
+and tokenized: every data error surfaces here), the budget against the pool and
+the tracking URI are validated first; then the base is built or loaded and
+evaluated once (a cache, not a result; its scores anchor the normalized scores
+of allocator.scoring); then Ray is started or joined and the trial resources
 checked against it; only then is anything written to MLflow or to the output.
 """
 
@@ -18,9 +20,8 @@ from typing import Any
 
 from allocator.config import OptimizeConfig, load_config, merge
 from allocator.errors import UserError, first_line
-from allocator.suite import build_suite
 
-__all__ = ["OptimizeResult", "optimize"]
+__all__ = ["OptimizeResult", "optimize", "prepare_pools"]
 
 
 @dataclass
@@ -29,6 +30,8 @@ class OptimizeResult:
 
     best: dict[str, Any]
     baselines: dict[str, Any]
+    base_scores: dict[str, dict[str, float]]
+    pool: dict[str, Any]
     trials: list[dict[str, Any]]
     mlflow: dict[str, Any]
     base_model: dict[str, Any]
@@ -53,18 +56,56 @@ def _summary(rec: Any) -> dict[str, Any]:
         "trial_id": rec.trial_id,
         "mixture": rec.mixture,
         "scores": rec.scores,
+        "exact_match": rec.exact_match,
         "losses": rec.losses,
+        "data_hash": rec.data_hash,
         "objective": rec.objective,
         "mlflow_run_id": rec.mlflow_run_id,
     }
 
 
-def _table(best: Any, base: Any, abilities: list[str]) -> list[str]:
-    lines = [f"  {'ability':10s} {'count':>7s} {'uniform':>8s} {'score':>7s} {'uniform':>8s}"]
-    for a in abilities:
-        lines.append(f"  {a:10s} {best.mixture[a]:7d} {base.mixture[a]:8d} {best.scores[a]:7.3f} {base.scores[a]:8.3f}")
-    lines.append(f"  {'objective':10s} {'':7s} {'':8s} {best.objective:7.4f} {base.objective:8.4f}")
+def _table(best: Any, base: Any, metrics: dict[str, str]) -> list[str]:
+    w = max(10, *(len(a) for a in metrics))
+    lines = [f"  {'ability':{w}s} {'metric':11s} {'count':>7s} {'uniform':>8s} {'score':>7s} {'uniform':>8s}"]
+    for a, m in metrics.items():
+        lines.append(
+            f"  {a:{w}s} {m:11s} {best.mixture[a]:7d} {base.mixture[a]:8d} {best.scores[a]:7.3f} {base.scores[a]:8.3f}"
+        )
+    lines.append(f"  {'objective':{w}s} {'':11s} {'':7s} {'':8s} {best.objective:7.4f} {base.objective:8.4f}")
     return lines
+
+
+def prepare_pools(cfg: OptimizeConfig, log: Callable[[str], None] | None = None) -> tuple[Any, Any, Any]:
+    """Read, split and tokenize the pool (allocator.pools): ``(pools, tokenizer, corpus)``,
+    where ``corpus`` is ``(pretraining documents or None, digest)`` for the base."""
+    from allocator.pools import corpus, encode_pools, load_records
+    from trainers.base_model import build_or_load_tokenizer
+    from trainers.corpus import generic_documents
+
+    raw = load_records(cfg)
+    texts, docs, digest = corpus(cfg, raw)
+    if texts is None:  # generic prose: the tokenizer (if trained) reads a sample of it
+        pre = cfg.pretrain
+
+        def texts_fn() -> list[str]:
+            return generic_documents(2_000_000, seed=pre.seed, echo=pre.echo)
+    else:
+
+        def texts_fn() -> list[str]:
+            return texts
+
+    if cfg.model.tokenizer == "bpe" and log is not None:
+        log(f"tokenizer: byte-level BPE, {cfg.model.vocab_size} tokens, trained on the {digest} corpus (cached)")
+    tok = build_or_load_tokenizer(cfg.model.model_dump(), texts_fn, digest)
+    pools = encode_pools(
+        raw,
+        tok,
+        max_length=cfg.model.max_length,
+        truncation=cfg.model.truncation,
+        max_new_tokens=cfg.proxy.max_new_tokens,
+        max_repeats=cfg.data.max_repeats if cfg.data is not None else 1,
+    )
+    return pools, tok, (docs, digest)
 
 
 def optimize(
@@ -88,22 +129,28 @@ def optimize(
     t_start = time.perf_counter()
     out = printer or (lambda s: print(s, flush=True))
     cfg = _as_config(config, overrides)
-    abilities = cfg.suite.abilities
-
-    suite = build_suite(
-        abilities, seed=cfg.suite.seed, pool_size=cfg.suite.pool_size, heldout_size=cfg.suite.heldout_size
-    )
-    caps = suite.sizes()
-    if cfg.budget > sum(caps.values()):
-        raise UserError(
-            f"budget: {cfg.budget} examples asked for, the pool holds {sum(caps.values())} "
-            f"({', '.join(f'{a}={n}' for a, n in caps.items())})"
-        )
+    pools, tok, (docs, corpus_digest) = prepare_pools(cfg, out)
+    abilities = pools.abilities
+    weights = cfg.objective_weights(abilities)
+    plan = pools.plan(cfg.budget_unit, cfg.budget)
+    for a, info in pools.summary["abilities"].items():
+        lost = f", {info['truncated_away']} truncated away" if info["truncated_away"] else ""
+        out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
     uri = cfg.tracking.uri or default_tracking_uri()
     check_uri(uri)
 
-    base = build_or_load_base(cfg.model.model_dump(), cfg.pretrain.model_dump(), threads=os.cpu_count(), log=out)
+    base = build_or_load_base(
+        cfg.model.model_dump(),
+        cfg.pretrain.model_dump(),
+        tok=tok,
+        docs=(lambda: docs) if docs is not None else None,
+        corpus_digest=corpus_digest,
+        threads=os.cpu_count(),
+        log=out,
+    )
     out(f"base model: {base.meta['params']:,} parameters, {base.path} (built in {base.meta['build_seconds']}s)")
+    base_scores = evaluate_base(base, tok, pools, cfg)
+    out("untrained base: " + ", ".join(f"{a} {_raw(s, pools.metrics[a])}" for a, s in base_scores.items()))
 
     started_ray = connect(cfg.ray.address, cfg.ray.num_cpus)
     tracker = None
@@ -125,13 +172,27 @@ def optimize(
             raise UserError(f"tracking URI {uri}: {first}") from None
         run_name = f"optimize-{time.strftime('%Y%m%d-%H%M%S')}"
         parent = tracker.start_parent(run_name, cfg.to_dict(), {"allocator.base_digest": base.meta["digest"]})
-        tracker.log_json(parent, {"train": caps, "heldout": {a: len(x) for a, x in suite.heldout.items()}}, "pool.json")
-        out(f"searching {cfg.trials} mixtures of {cfg.budget} examples + the uniform baseline, {conc} at a time")
+        tracker.log_json(parent, pools.summary, "pool.json")
+        tracker.log_metrics(parent, _flat_base(base_scores), step=0)
+        unit = cfg.budget_unit
+        out(f"searching {cfg.trials} mixtures of {cfg.budget} {unit} + the uniform baseline, {conc} at a time")
+        setup = {
+            "config": cfg.to_dict(),
+            "abilities": abilities,
+            "plan": plan,
+            "base_weights": base.weights,
+            "tokenizer": tok.spec(),
+            "train": pools.shipped(plan),
+            "heldout": pools.heldout,
+            "metrics": pools.metrics,
+            "max_new": pools.max_new,
+            "base_scores": base_scores,
+            "weights": weights,
+        }
         records = run_search(
             config=cfg.to_dict(),
-            base_weights=base.weights,
-            caps=caps,
-            weights=cfg.objective_weights(),
+            setup=setup,
+            data_hash=pools.data_hash,
             tracker=tracker,
             storage_path=str(Path(cfg.storage_path).resolve()),
             run_name=f"{run_name}-{parent[:8]}",
@@ -149,6 +210,8 @@ def optimize(
         result = OptimizeResult(
             best=_summary(best),
             baselines={"uniform": _summary(baseline)},
+            base_scores=base_scores,
+            pool=pools.summary,
             trials=[r.to_dict() for r in records],
             mlflow={"tracking_uri": uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent},
             base_model={"path": str(base.path), **{k: base.meta[k] for k in ("digest", "params", "build_seconds")}},
@@ -161,7 +224,7 @@ def optimize(
                 "best_objective": best.objective or 0.0,
                 "uniform_objective": baseline.objective or 0.0,
                 "failed_trials": sum(r.status != "FINISHED" for r in records),
-                **{f"best_exact_match/{a}": s for a, s in best.scores.items()},
+                **{f"best_score/{a}": s for a, s in best.scores.items()},
             },
             step=0,
         )
@@ -169,7 +232,7 @@ def optimize(
         delta = (best.objective or 0.0) - (baseline.objective or 0.0)
         verdict = "beats" if delta > 0 else "does not beat"
         out(f"best mixture: {best.name} {verdict} the uniform baseline by {delta:+.4f}")
-        for line in _table(best, baseline, abilities):
+        for line in _table(best, baseline, pools.metrics):
             out(line)
         out(f"MLflow: {uri} (experiment {tracker.experiment_id}, parent run {parent})")
         out(f"  view: {ui_command(uri)}")
@@ -182,6 +245,32 @@ def optimize(
         raise
     finally:
         disconnect(started_ray)
+
+
+def _raw(s: dict[str, float], metric: str) -> str:
+    return f"em {s['exact_match']:.3f}" if metric == "exact_match" else f"loss {s['loss']:.3f}"
+
+
+def _flat_base(base_scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {f"base_{m}/{a}": v for a, s in base_scores.items() for m, v in s.items()}
+
+
+def evaluate_base(base: Any, tok: Any, pools: Any, cfg: OptimizeConfig) -> dict[str, dict[str, float]]:
+    """The untrained base's raw scores on the held-out sets: the 0 of every normalized score."""
+    import torch
+
+    from trainers.base_model import load_model
+    from trainers.evaluate import evaluate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        model = load_model(cfg.model.model_dump(), base.weights, tok)
+        return evaluate(
+            model, tok, pools.heldout, metrics=pools.metrics, max_new=pools.max_new, max_length=cfg.model.max_length
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

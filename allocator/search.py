@@ -1,14 +1,15 @@
 """Ray Tune + Optuna over per-ability mixtures; one trial is one proxy fine-tune.
 
 The space has one coordinate ``u_<ability>`` in [0, 1] per ability, mapped to
-example counts by ``allocator.mixtures.counts_from_point`` (flat-Dirichlet
-weights, water-filled under pool caps, summing to the budget). The uniform
+example counts by ``allocator.mixtures.allocate`` (flat-Dirichlet weights,
+water-filled under pool caps, summing to the budget in examples or tokens). The uniform
 mixture runs as the first point (``points_to_evaluate``): it is the baseline the
 search must beat, and the sampler learns from it like from any trial.
 
-Trials report ``objective`` (weighted mean of per-ability exact match),
-``exact_match/<ability>`` and ``loss/<ability>`` at each of the proxy's
-evaluations, so a scheduler can stop bad trials early. The driver alone writes
+Trials report ``objective`` (weighted mean of the normalized per-ability scores
+of ``allocator.scoring``), ``score/<ability>``, ``loss/<ability>`` and, for
+abilities scored by exact match, ``exact_match/<ability>`` at each of the
+proxy's evaluations, so a scheduler can stop bad trials early. The driver alone writes
 to MLflow, from a Tune callback, as results arrive: a finished trial is a
 FINISHED run in the store the moment it finishes, whatever happens to the
 driver afterwards (tests/test_crash.py kills it). Tune's own copy under
@@ -25,16 +26,28 @@ from typing import Any
 
 from ray import tune
 
-from allocator.mixtures import counts_from_point, uniform_point
+from allocator import scoring
+from allocator.mixtures import allocate, uniform_point
 from allocator.tracking import Tracker
 
-__all__ = ["TrialRecord", "objective", "run_search"]
+__all__ = ["TrialRecord", "run_search", "trial_metrics"]
 
 
-def objective(scores: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]) -> float:
-    """Weighted mean of per-ability exact match (weights need not be normalised)."""
-    total = sum(weights.values())
-    return sum(w * scores[a]["exact_match"] for a, w in weights.items()) / total
+def trial_metrics(
+    raw: Mapping[str, Mapping[str, float]],
+    metrics: Mapping[str, str],
+    base: Mapping[str, Mapping[str, float]],
+    weights: Mapping[str, float],
+) -> dict[str, float]:
+    """The flat metrics of one evaluation: objective, normalized and raw scores per ability."""
+    norm = scoring.scores(raw, metrics, base)
+    out = {"objective": scoring.objective(norm, weights)}
+    for a, s in raw.items():
+        out[f"score/{a}"] = norm[a]
+        out[f"loss/{a}"] = s["loss"]
+        if "exact_match" in s:
+            out[f"exact_match/{a}"] = s["exact_match"]
+    return out
 
 
 @dataclass
@@ -45,8 +58,10 @@ class TrialRecord:
     mixture: dict[str, int]
     status: str = "PENDING"
     objective: float | None = None
-    scores: dict[str, float] = field(default_factory=dict)  # exact match per ability
+    scores: dict[str, float] = field(default_factory=dict)  # normalized score per ability (allocator.scoring)
+    exact_match: dict[str, float] = field(default_factory=dict)  # abilities scored by exact match
     losses: dict[str, float] = field(default_factory=dict)  # held-out response loss per ability
+    data_hash: str | None = None  # content hash of the exact training examples
     seconds: float | None = None
     mlflow_run_id: str | None = None
     error: str | None = None
@@ -61,38 +76,26 @@ def _point(config: Mapping[str, float], abilities: list[str]) -> dict[str, float
 
 def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
     """Runs in a Ray worker: one proxy fine-tune on the mixture ``params`` stands for."""
-    from allocator.suite import build_suite
     from trainers.proxy import run_proxy
 
     cfg = setup["config"]
-    abilities = cfg["suite"]["abilities"]
-    mixture = counts_from_point(_point(params, abilities), cfg["budget"], setup["caps"])
-    suite = build_suite(
-        abilities,
-        seed=cfg["suite"]["seed"],
-        pool_size=cfg["suite"]["pool_size"],
-        heldout_size=cfg["suite"]["heldout_size"],
-    )
+    mixture = allocate(_point(params, setup["abilities"]), setup["plan"])
 
-    def report(step: int, scores: dict[str, dict[str, float]], dropped: int) -> None:
-        metrics: dict[str, float] = {
-            "step": step,
-            "objective": objective(scores, setup["weights"]),
-            "dropped_examples": dropped,  # truncated to no loss tokens: not trained on
-        }
-        for a, s in scores.items():
-            metrics[f"exact_match/{a}"] = s["exact_match"]
-            metrics[f"loss/{a}"] = s["loss"]
-        tune.report(metrics)
+    def report(step: int, raw: dict[str, dict[str, float]]) -> None:
+        tune.report({"step": step, **trial_metrics(raw, setup["metrics"], setup["base_scores"], setup["weights"])})
 
     run_proxy(
         base_weights=setup["base_weights"],
         model_cfg=cfg["model"],
         proxy=cfg["proxy"],
-        pool=suite.train,
-        heldout=suite.heldout,
+        tokenizer=setup["tokenizer"],
+        train=setup["train"],
+        heldout=setup["heldout"],
+        metrics=setup["metrics"],
+        max_new=setup["max_new"],
         mixture=mixture,
         seed=cfg["seed"],
+        max_repeats=setup["plan"]["max_repeats"],
         report=report,
     )
 
@@ -104,12 +107,12 @@ class _TrialLog(tune.Callback):
         self,
         tracker: Tracker,
         abilities: list[str],
-        budget: int,
-        caps: dict[str, int],
+        plan: dict[str, Any],
+        data_hash: Callable[[dict[str, int]], str],
         trials: int,
         printer: Callable[[str], None],
     ) -> None:
-        self.tracker, self.abilities, self.budget, self.caps = tracker, abilities, budget, caps
+        self.tracker, self.abilities, self.plan, self.data_hash = tracker, abilities, plan, data_hash
         self.total, self.printer = trials, printer
         self.records: dict[str, TrialRecord] = {}
         self.started: dict[str, float] = {}
@@ -123,15 +126,16 @@ class _TrialLog(tune.Callback):
         if trial.trial_id in self.records:
             return self.records[trial.trial_id]
         point = _point(trial.config, self.abilities)
-        mixture = counts_from_point(point, self.budget, self.caps)
+        mixture = allocate(point, self.plan)
         if point == self.baseline and not any(r.kind == "baseline" for r in self.records.values()):
             kind, name = "baseline", "uniform-baseline"
         else:
             self.searched += 1
             kind, name = "search", f"trial-{self.searched:03d}"
-        rec = TrialRecord(trial.trial_id, name, kind, mixture, status="RUNNING")
+        rec = TrialRecord(trial.trial_id, name, kind, mixture, status="RUNNING", data_hash=self.data_hash(mixture))
         params: dict[str, Any] = {f"mixture.{a}": n for a, n in mixture.items()}
         params.update({f"u.{a}": round(u, 6) for a, u in point.items()})
+        params["data_hash"] = rec.data_hash
         rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, name, kind, params)
         self.records[trial.trial_id] = rec
         self.started[trial.trial_id] = time.perf_counter()
@@ -139,13 +143,15 @@ class _TrialLog(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self.records[trial.trial_id]
-        keep = ("objective", "dropped_examples")
-        metrics = {k: v for k, v in result.items() if k in keep or k.startswith(("exact_match/", "loss/"))}
+        metrics = {
+            k: v for k, v in result.items() if k == "objective" or k.startswith(("score/", "exact_match/", "loss/"))
+        }
         assert rec.mlflow_run_id is not None
         self.tracker.log_metrics(rec.mlflow_run_id, metrics, step=int(result["step"]))
         rec.objective = float(result["objective"])
-        rec.scores = {a: float(result[f"exact_match/{a}"]) for a in self.abilities}
+        rec.scores = {a: float(result[f"score/{a}"]) for a in self.abilities}
         rec.losses = {a: float(result[f"loss/{a}"]) for a in self.abilities}
+        rec.exact_match = {a: float(result[k]) for a in self.abilities if (k := f"exact_match/{a}") in result}
 
     def _finish(self, trial: Any, status: str, error: str | None = None) -> None:
         rec = self._open(trial)  # a trial can fail before it ever started (e.g. its runtime_env)
@@ -175,9 +181,8 @@ class _TrialLog(tune.Callback):
 def run_search(
     *,
     config: dict[str, Any],
-    base_weights: bytes,
-    caps: dict[str, int],
-    weights: dict[str, float],
+    setup: dict[str, Any],
+    data_hash: Callable[[dict[str, int]], str],
     tracker: Tracker,
     storage_path: str,
     run_name: str,
@@ -185,11 +190,16 @@ def run_search(
     resources: dict[str, float],
     printer: Callable[[str], None],
 ) -> list[TrialRecord]:
-    """Run the uniform baseline and ``config['trials']`` searched mixtures; return every trial."""
+    """Run the uniform baseline and ``config['trials']`` searched mixtures; return every trial.
+
+    ``setup`` is what every trial receives (through Ray's object store): ``config``,
+    ``abilities``, ``plan`` (allocator.mixtures.allocate), ``base_weights``,
+    ``tokenizer`` (a spec), ``train`` (tokenized prefixes), ``heldout``, ``metrics``,
+    ``max_new``, ``base_scores`` and ``weights``."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    abilities: list[str] = config["suite"]["abilities"]
+    abilities: list[str] = setup["abilities"]
     search = config["search"]
     if search["sampler"] == "tpe":
         sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
@@ -204,8 +214,7 @@ def run_search(
         sampler=sampler,
         points_to_evaluate=[{f"u_{a}": u for a, u in uniform_point(abilities).items()}],
     )
-    log = _TrialLog(tracker, abilities, config["budget"], caps, config["trials"], printer)
-    setup = {"config": config, "base_weights": base_weights, "caps": caps, "weights": weights}
+    log = _TrialLog(tracker, abilities, setup["plan"], data_hash, config["trials"], printer)
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
     tuner = tune.Tuner(
         trainable,

@@ -37,6 +37,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from allocator.data._formats import Turn
+
 __all__ = ["ABILITIES", "Example", "SuitePool", "build_suite"]
 
 
@@ -45,6 +47,11 @@ class Example:
     instruction: str
     response: str
     ability: str
+
+    @property
+    def turns(self) -> tuple[Turn, Turn]:
+        """The conversation form every tokenizer and hash reads (allocator.data.Turn)."""
+        return (Turn("user", self.instruction), Turn("assistant", self.response))
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,10 @@ def test_yaml_floats_without_a_dot_are_accepted(tmp_path):
 
 def test_objective_weights_default_equal_and_partial_weights_zero_the_rest():
     cfg = OptimizeConfig(weights={"add": 2.0})
-    assert cfg.objective_weights()["add"] == 2.0
-    assert cfg.objective_weights()["copy"] == 0.0
-    assert set(OptimizeConfig().objective_weights().values()) == {1.0}
+    abilities = list(cfg.suite.abilities)
+    assert cfg.objective_weights(abilities)["add"] == 2.0
+    assert cfg.objective_weights(abilities)["copy"] == 0.0
+    assert set(OptimizeConfig().objective_weights(abilities).values()) == {1.0}
 
 
 def test_resolved_config_round_trips_through_yaml():

@@ -142,95 +142,97 @@ def _bad(tmp_path, name, content):
 GOOD = '{"prompt": "a", "completion": "b", "category": "c"}\n'
 
 
-@pytest.mark.parametrize(
-    ("name", "content", "fmt", "kwargs", "expected"),
-    [
-        ("missing.jsonl", None, "prompt_completion", {}, r"missing\.jsonl: file not found"),
-        ("d.jsonl.gz", GOOD, "prompt_completion", {}, r"named \.gz but not gzip-compressed"),
-        ("d.jsonl", gzip.compress(GOOD.encode()), "prompt_completion", {}, r"gzip-compressed but not named \.gz"),
-        ("d.jsonl", GOOD + '{"prompt": "a",\n', "prompt_completion", {}, r"d\.jsonl: line 2: invalid JSON"),
-        ("d.jsonl", "", "prompt_completion", {}, r"d\.jsonl: empty file"),
-        (
-            "d.jsonl",
-            GOOD + '{"prompt": "a", "category": "c"}\n',
-            "prompt_completion",
-            {},
-            r"row 2: field 'completion': missing",
-        ),
-        (
-            "d.jsonl",
-            '{"q": "a", "category": "c"}\n',
-            "fields",
-            {"columns": {"prompt": "q", "response": "r"}},
-            r"row 1: field 'r': missing",
-        ),
-        (
-            "d.jsonl",
-            '{"prompt": ["a"], "completion": "b", "category": "c"}\n',
-            "prompt_completion",
-            {},
-            r"row 1: field 'prompt': expected a string, got list",
-        ),
-        (
-            "d.jsonl",
-            '{"instruction": "", "output": "b", "category": "c"}\n',
-            "alpaca",
-            {},
-            r"row 1: field 'instruction': empty",
-        ),
-        (
-            "d.jsonl",
-            '{"conversations": [{"from": "gpt", "value": "b"}, {"from": "human", "value": "a"}]}\n',
-            "sharegpt",
-            {},
-            r"row 1: field 'conversations\[0\]': turn out of order: expected a user turn",
-        ),
-        (
-            "d.jsonl",
-            '{"conversations": [{"from": "robot", "value": "a"}]}\n',
-            "sharegpt",
-            {},
-            r"row 1: field 'conversations\[0\]\.from': unknown role 'robot'",
-        ),
-        (
-            "d.jsonl",
-            '{"messages": [{"role": "user", "content": "a"}]}\n',
-            "messages",
-            {},
-            r"row 1: field 'messages': no assistant turn",
-        ),
-        ("d.jsonl", GOOD, "chatml", {}, r"unknown format 'chatml'"),
-        (
-            "d.jsonl",
-            '{"messages": [{"role": ["user"], "content": "a"}]}\n',
-            "messages",
-            {},
-            r"row 1: field 'messages\[0\]\.role': unknown role \['user'\]",
-        ),
-        (
-            "d.jsonl",
-            GOOD,
-            "prompt_completion",
-            {"ability_map": {"poetry": "writing"}},
-            r"ability_map: label 'poetry' does not occur in field 'category'",
-        ),
-        (
-            "d.jsonl",
-            GOOD.encode() + b'{"prompt": "\xff", "completion": "b"}\n',
-            "prompt_completion",
-            {},
-            r"d\.jsonl: line 2: not UTF-8",
-        ),
-        (
-            "d.jsonl",
-            GOOD + '{"prompt": "' + "x" * 200 + '", "completion": "b"}\n',
-            "prompt_completion",
-            {"max_line_chars": 100},
-            r"line 2: 2\d\d characters, over the limit of 100",
-        ),
-        ("d.txt", GOOD, "prompt_completion", {}, r"unknown file type"),
-    ],
-)
+# every malformed input of issue 3, item 7 that lives in a data file; tests/test_user_data.py
+# runs the same cases through `allocator optimize`
+MALFORMED = [
+    ("missing.jsonl", None, "prompt_completion", {}, r"missing\.jsonl: file not found"),
+    ("d.jsonl.gz", GOOD, "prompt_completion", {}, r"named \.gz but not gzip-compressed"),
+    ("d.jsonl", gzip.compress(GOOD.encode()), "prompt_completion", {}, r"gzip-compressed but not named \.gz"),
+    ("d.jsonl", GOOD + '{"prompt": "a",\n', "prompt_completion", {}, r"d\.jsonl: line 2: invalid JSON"),
+    ("d.jsonl", "", "prompt_completion", {}, r"d\.jsonl: empty file"),
+    (
+        "d.jsonl",
+        GOOD + '{"prompt": "a", "category": "c"}\n',
+        "prompt_completion",
+        {},
+        r"row 2: field 'completion': missing",
+    ),
+    (
+        "d.jsonl",
+        '{"q": "a", "category": "c"}\n',
+        "fields",
+        {"columns": {"prompt": "q", "response": "r"}},
+        r"row 1: field 'r': missing",
+    ),
+    (
+        "d.jsonl",
+        '{"prompt": ["a"], "completion": "b", "category": "c"}\n',
+        "prompt_completion",
+        {},
+        r"row 1: field 'prompt': expected a string, got list",
+    ),
+    (
+        "d.jsonl",
+        '{"instruction": "", "output": "b", "category": "c"}\n',
+        "alpaca",
+        {},
+        r"row 1: field 'instruction': empty",
+    ),
+    (
+        "d.jsonl",
+        '{"conversations": [{"from": "gpt", "value": "b"}, {"from": "human", "value": "a"}]}\n',
+        "sharegpt",
+        {},
+        r"row 1: field 'conversations\[0\]': turn out of order: expected a user turn",
+    ),
+    (
+        "d.jsonl",
+        '{"conversations": [{"from": "robot", "value": "a"}]}\n',
+        "sharegpt",
+        {},
+        r"row 1: field 'conversations\[0\]\.from': unknown role 'robot'",
+    ),
+    (
+        "d.jsonl",
+        '{"messages": [{"role": "user", "content": "a"}]}\n',
+        "messages",
+        {},
+        r"row 1: field 'messages': no assistant turn",
+    ),
+    ("d.jsonl", GOOD, "chatml", {}, r"unknown format 'chatml'"),
+    (
+        "d.jsonl",
+        '{"messages": [{"role": ["user"], "content": "a"}]}\n',
+        "messages",
+        {},
+        r"row 1: field 'messages\[0\]\.role': unknown role \['user'\]",
+    ),
+    (
+        "d.jsonl",
+        GOOD,
+        "prompt_completion",
+        {"ability_map": {"poetry": "writing"}},
+        r"ability_map: label 'poetry' does not occur in field 'category'",
+    ),
+    (
+        "d.jsonl",
+        GOOD.encode() + b'{"prompt": "\xff", "completion": "b"}\n',
+        "prompt_completion",
+        {},
+        r"d\.jsonl: line 2: not UTF-8",
+    ),
+    (
+        "d.jsonl",
+        GOOD + '{"prompt": "' + "x" * 200 + '", "completion": "b"}\n',
+        "prompt_completion",
+        {"max_line_chars": 100},
+        r"line 2: 2\d\d characters, over the limit of 100",
+    ),
+    ("d.txt", GOOD, "prompt_completion", {}, r"unknown file type"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "fmt", "kwargs", "expected"), MALFORMED)
 def test_malformed_input_names_file_row_and_field(tmp_path, name, content, fmt, kwargs, expected):
     path = tmp_path / name if content is None else _bad(tmp_path, name, content)
     with pytest.raises(DataError, match=expected) as err:

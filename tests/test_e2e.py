@@ -21,6 +21,8 @@ def _check_store(uri, experiment_id, parent_id, n_trials):
     for r in children:
         assert r.info.status == "FINISHED"
         assert {f"exact_match/{a}" for a in ABILITIES} <= set(r.data.metrics)
+        assert {f"score/{a}" for a in ABILITIES} <= set(r.data.metrics)
+        assert len(r.data.params["data_hash"]) == 64
         assert {f"loss/{a}" for a in ABILITIES} <= set(r.data.metrics)
         assert "objective" in r.data.metrics
         assert sum(int(r.data.params[f"mixture.{a}"]) for a in ABILITIES) == 120

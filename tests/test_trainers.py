@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from allocator.config import ModelConfig, PretrainConfig, ProxyConfig
-from allocator.suite import build_suite
+from allocator.config import ModelConfig, OptimizeConfig, PretrainConfig, ProxyConfig
+from allocator.pools import encode_pools, load_records
 from trainers.base_model import build_or_load_base, load_model
 from trainers.evaluate import _greedy, evaluate
 from trainers.proxy import run_proxy, select_examples
@@ -12,16 +12,20 @@ from trainers.tokenizer import EOS, CharTokenizer
 
 MODEL = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64).model_dump()
 PRETRAIN = PretrainConfig(steps=5, batch_size=4).model_dump()
+TOK = CharTokenizer()
 
 
 @pytest.fixture(scope="module")
 def base(cache_dir):
-    return build_or_load_base(MODEL, PRETRAIN, threads=1)
+    return build_or_load_base(MODEL, PRETRAIN, tok=TOK, threads=1)
 
 
 @pytest.fixture(scope="module")
 def suite():
-    return build_suite(["first", "copy", "add"], pool_size=40, heldout_size=4)
+    cfg = OptimizeConfig.model_validate(
+        {"suite": {"abilities": ["first", "copy", "add"], "pool_size": 40, "heldout_size": 4}}
+    )
+    return encode_pools(load_records(cfg), TOK, max_length=64, truncation="right", max_new_tokens=4, max_repeats=1)
 
 
 def _proxy(**kw):
@@ -29,15 +33,15 @@ def _proxy(**kw):
 
 
 def test_base_is_cached_by_recipe(cache_dir, base):
-    again = build_or_load_base(MODEL, PRETRAIN, threads=1)
+    again = build_or_load_base(MODEL, PRETRAIN, tok=TOK, threads=1)
     assert again.path == base.path and again.path.parent == cache_dir
     assert (base.path / "model.safetensors").is_file()
-    other = build_or_load_base(MODEL, {**PRETRAIN, "seed": 1}, threads=1)
+    other = build_or_load_base(MODEL, {**PRETRAIN, "seed": 1}, tok=TOK, threads=1)
     assert other.path != base.path
 
 
 def test_loaded_weights_are_the_saved_ones(base):
-    a, b = load_model(MODEL, base.weights), load_model(MODEL, base.weights)
+    a, b = load_model(MODEL, base.weights, TOK), load_model(MODEL, base.weights, TOK)
     x = torch.tensor([[1, 5, 6, 7]])
     assert torch.equal(a(input_ids=x).logits, b(input_ids=x).logits)
     assert torch.equal(a.lm_head.weight, a.model.embed_tokens.weight)
@@ -53,24 +57,43 @@ def test_loss_mask_covers_response_and_eos_only():
 
 def test_left_padded_greedy_equals_one_at_a_time(base):
     # positions must count real tokens only, or left padding changes the answers
-    model = load_model(MODEL, base.weights).eval()
+    model = load_model(MODEL, base.weights, TOK).eval()
     tok = CharTokenizer()
     prompts = [tok.encode_prompt(p) for p in ["repeat: a", "sort: dcba", "add 12+345"]]
-    together = _greedy(model, prompts, 5, 64)
-    alone = [_greedy(model, [p], 5, 64)[0] for p in prompts]
+    together = _greedy(model, prompts, 5, 64, 0, {EOS})
+    alone = [_greedy(model, [p], 5, 64, 0, {EOS})[0] for p in prompts]
     assert together == alone
     # a prompt near max_length must not shorten the others' answers
     long = tok.encode_prompt("x" * 60)
-    assert _greedy(model, [*prompts, long], 5, 64)[:3] == alone
-    assert len(_greedy(model, [long], 5, 64)[0]) <= 64 - len(long)
+    assert _greedy(model, [*prompts, long], 5, 64, 0, {EOS})[:3] == alone
+    assert len(_greedy(model, [long], 5, 64, 0, {EOS})[0]) <= 64 - len(long)
 
 
 def test_nested_selection(suite):
-    small = select_examples(suite.train, {"first": 3, "copy": 2, "add": 0})
-    large = select_examples(suite.train, {"first": 7, "copy": 5, "add": 1})
+    small = select_examples(suite.records, {"first": 3, "copy": 2, "add": 0})
+    large = select_examples(suite.records, {"first": 7, "copy": 5, "add": 1})
     assert set(small) <= set(large)
     with pytest.raises(ValueError, match="pool has 40"):
-        select_examples(suite.train, {"first": 41})
+        select_examples(suite.records, {"first": 41})
+    cycled = select_examples(suite.records, {"first": 50}, max_repeats=2)
+    assert cycled == [*suite.records["first"], *suite.records["first"][:10]]
+
+
+def _run(base, suite, mixture, proxy, heldout=None, report=None):
+    heldout = heldout or suite.heldout
+    return run_proxy(
+        base_weights=base.weights,
+        model_cfg=MODEL,
+        proxy=proxy,
+        tokenizer=TOK.spec(),
+        train=suite.train,
+        heldout=heldout,
+        metrics={a: suite.metrics[a] for a in heldout},
+        max_new=suite.max_new,
+        mixture=mixture,
+        seed=0,
+        report=report,
+    )
 
 
 @pytest.mark.parametrize("kind", ["lora", "full"])
@@ -79,16 +102,7 @@ def test_proxy_is_deterministic_and_reports(base, suite, kind):
     seen = []
 
     def run():
-        return run_proxy(
-            base_weights=base.weights,
-            model_cfg=MODEL,
-            proxy=_proxy(kind=kind),
-            pool=suite.train,
-            heldout=suite.heldout,
-            mixture=mixture,
-            seed=0,
-            report=lambda step, scores, dropped: seen.append(step),
-        )
+        return _run(base, suite, mixture, _proxy(kind=kind), report=lambda step, scores: seen.append(step))
 
     first, second = run(), run()
     assert first.steps == 5  # ceil(20 examples * 1 epoch / batch 4)
@@ -101,22 +115,16 @@ def test_proxy_is_deterministic_and_reports(base, suite, kind):
 def test_training_lowers_heldout_loss(base, suite):
     mixture = {"first": 20, "copy": 20, "add": 0}
     heldout = {"first": suite.heldout["first"]}
-    before = evaluate(load_model(MODEL, base.weights), heldout, max_new_tokens=2, max_length=64)
-    after = run_proxy(
-        base_weights=base.weights,
-        model_cfg=MODEL,
-        proxy={**_proxy(kind="lora", lr=1e-2), "epochs": 5},
-        pool=suite.train,
-        heldout={"first": suite.heldout["first"]},
-        mixture=mixture,
-        seed=0,
-    )
+    model = load_model(MODEL, base.weights, TOK)
+    before = evaluate(model, TOK, heldout, metrics={"first": "loss"}, max_new={"first": 2}, max_length=64)
+    assert set(before["first"]) == {"loss"}  # exact match only where the metric asks for it
+    after = _run(base, suite, mixture, {**_proxy(kind="lora", lr=1e-2), "epochs": 5}, heldout=heldout)
     assert after.scores["first"]["loss"] < before["first"]["loss"]
 
 
 def test_lora_trains_adapters_only(base):
     from trainers.proxy import _wrap_lora
 
-    model = _wrap_lora(load_model(MODEL, base.weights), _proxy(kind="lora"))
+    model = _wrap_lora(load_model(MODEL, base.weights, TOK), _proxy(kind="lora"))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)

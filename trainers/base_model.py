@@ -1,11 +1,18 @@
-"""The tiny base model: built from a config, pretrained briefly, cached by content hash.
+"""The tiny base model and its tokenizer: built from a config, cached by content hash.
 
 No hub download anywhere: the model is a ``LlamaForCausalLM`` built from a
-``LlamaConfig`` in code, pretrained on ``trainers.corpus.generic_text``, and
-saved as safetensors under ``$ALLOCATOR_CACHE_DIR`` (default
-``~/.cache/allocator``) in ``base-<hash>/``. The hash covers the model and
-pretraining settings and ``BUILD_VERSION`` (bumped when the recipe changes), so
-a run reuses a base that was built by exactly the same recipe.
+``LlamaConfig`` in code, pretrained on a corpus, and saved as safetensors under
+``$ALLOCATOR_CACHE_DIR`` (default ``~/.cache/allocator``) in ``base-<hash>/``.
+The hash covers the model and pretraining settings, the tokenizer, the corpus
+(its content hash when it is user data) and ``BUILD_VERSION`` (bumped when the
+recipe changes), so a run reuses a base built by exactly the same recipe.
+
+The corpus (``pretrain.corpus``) is ``generic`` synthetic prose
+(``trainers.corpus``), or ``data``: the system and user turns of the training
+pool, never its responses nor any held-out example, the way a real base has
+read text like the prompts but not been taught the answers. A ``bpe``
+tokenizer is trained on the same corpus (for ``data``: all turns of the
+training pool) and cached as ``tokenizer-<hash>.json`` (JSON, not a pickle).
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +35,26 @@ from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from trainers.corpus import generic_documents
-from trainers.tokenizer import BOS, EOS, PAD, CharTokenizer
+from trainers.tokenizer import (
+    CharTokenizer,
+    HFTokenizer,
+    encode_texts,
+    load_tokenizer_dir,
+    tokenizer_from_spec,
+    train_bpe,
+)
 
-__all__ = ["BUILD_VERSION", "BaseModel", "build_or_load_base", "cache_dir", "load_model", "make_llama_config"]
+__all__ = [
+    "BUILD_VERSION",
+    "BaseModel",
+    "build_or_load_base",
+    "build_or_load_tokenizer",
+    "cache_dir",
+    "load_model",
+    "make_llama_config",
+]
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -41,9 +65,35 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "allocator"
 
 
-def make_llama_config(model: dict[str, Any], vocab_size: int) -> LlamaConfig:
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_or_load_tokenizer(
+    model_cfg: dict[str, Any], texts: Callable[[], Iterable[str]], corpus_digest: str
+) -> CharTokenizer | HFTokenizer:
+    """The tokenizer ``model.tokenizer`` names; a ``bpe`` one is trained on ``texts()`` once
+    and cached under the digest of its settings and its corpus."""
+    kind = model_cfg["tokenizer"]
+    if kind == "char":
+        return CharTokenizer()
+    if kind != "bpe":
+        return load_tokenizer_dir(kind, trust_remote_code=model_cfg["trust_remote_code"])
+    digest = _digest({"build_version": BUILD_VERSION, "vocab_size": model_cfg["vocab_size"], "corpus": corpus_digest})
+    path = cache_dir() / f"tokenizer-{digest}.json"
+    if path.is_file():
+        return tokenizer_from_spec(json.loads(path.read_text()))
+    tok = train_bpe(texts(), model_cfg["vocab_size"], name=f"bpe-{digest}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(tok.spec()))
+    tmp.replace(path)  # atomic: a reader never sees half a tokenizer
+    return tok
+
+
+def make_llama_config(model: dict[str, Any], tok: Any) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=vocab_size,
+        vocab_size=tok.vocab_size,
         hidden_size=model["hidden_size"],
         intermediate_size=model["intermediate_size"],
         num_hidden_layers=model["num_layers"],
@@ -51,9 +101,9 @@ def make_llama_config(model: dict[str, Any], vocab_size: int) -> LlamaConfig:
         num_key_value_heads=model["num_heads"],
         max_position_embeddings=model["max_length"],
         tie_word_embeddings=True,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
+        pad_token_id=tok.pad_id,
+        bos_token_id=getattr(tok, "bos_id", None),
+        eos_token_id=tok.eos_id,
     )
 
 
@@ -69,10 +119,9 @@ class BaseModel:
         return (self.path / "model.safetensors").read_bytes()
 
 
-def load_model(model_cfg: dict[str, Any], weights: bytes) -> LlamaForCausalLM:
+def load_model(model_cfg: dict[str, Any], weights: bytes, tok: Any) -> LlamaForCausalLM:
     """A fresh model from the config with the given safetensors weights."""
-    tok = CharTokenizer()
-    model = LlamaForCausalLM(make_llama_config(model_cfg, tok.vocab_size))
+    model = LlamaForCausalLM(make_llama_config(model_cfg, tok))
     state = load_safetensors(weights)
     # tied embeddings: the file stores embed_tokens only
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -81,23 +130,54 @@ def load_model(model_cfg: dict[str, Any], weights: bytes) -> LlamaForCausalLM:
     return model
 
 
-def _recipe(model_cfg: dict[str, Any], pretrain_cfg: dict[str, Any]) -> dict[str, Any]:
-    return {"build_version": BUILD_VERSION, "model": model_cfg, "pretrain": pretrain_cfg}
+def _recipe(model_cfg: dict[str, Any], pretrain_cfg: dict[str, Any], tok: Any, corpus_digest: str) -> dict[str, Any]:
+    # the trust flag changes nothing in the weights; the tokenizer is identified by content
+    model = {k: v for k, v in model_cfg.items() if k not in ("trust_remote_code", "truncation")}
+    tok_id = "char" if tok.spec()["kind"] == "char" else _digest(tok.spec())
+    return {
+        "build_version": BUILD_VERSION,
+        "model": model,
+        "pretrain": pretrain_cfg,
+        "tokenizer": tok_id,
+        "corpus": corpus_digest,
+    }
 
 
-def _pretrain(model_cfg: dict[str, Any], pre: dict[str, Any], threads: int, log: Any) -> LlamaForCausalLM:
+def _stream(tok: Any, docs: Sequence[str], n_tokens: int, seed: int) -> list[int]:
+    """``<bos> doc <eos>`` of every document in order, then more passes in seeded orders
+    until there are ``n_tokens``."""
+    encoded = encode_texts(tok, docs)
+    if not any(encoded):
+        raise ValueError("the pretraining corpus is empty")
+    head = [] if getattr(tok, "bos_id", None) is None else [tok.bos_id]
+    rng = random.Random(seed)
+    stream: list[int] = []
+    for e in encoded:
+        stream += [*head, *e, tok.eos_id]
+    while len(stream) < n_tokens:
+        order = list(range(len(encoded)))
+        rng.shuffle(order)
+        for i in order:
+            stream += [*head, *encoded[i], tok.eos_id]
+            if len(stream) >= n_tokens:
+                break
+    return stream
+
+
+def _pretrain(
+    model_cfg: dict[str, Any], pre: dict[str, Any], tok: Any, docs: Sequence[str] | None, threads: int, log: Any
+) -> LlamaForCausalLM:
     torch.manual_seed(pre["seed"])
-    tok = CharTokenizer()
-    model = LlamaForCausalLM(make_llama_config(model_cfg, tok.vocab_size))
+    model = LlamaForCausalLM(make_llama_config(model_cfg, tok))
     seq = model_cfg["max_length"]
     steps, bs = pre["steps"], pre["batch_size"]
     if steps == 0:
         return model
     # a contiguous stream cut into rows of `seq` tokens: no padding, every token counts
-    stream: list[int] = []
-    for doc in generic_documents(steps * bs * seq + seq, seed=pre["seed"], echo=pre["echo"]):
-        stream += [BOS, *tok.encode(doc), EOS]
-    ids = torch.tensor(stream, dtype=torch.long)
+    need = steps * bs * seq + seq
+    if docs is None:  # generic prose: about one token a character for `char`, fewer for `bpe`
+        docs = generic_documents(need, seed=pre["seed"], echo=pre["echo"])
+    ids = torch.tensor(_stream(tok, docs, need, pre["seed"]), dtype=torch.long)
     rows = ids[: (len(ids) // seq) * seq].view(-1, seq)
     gen = torch.Generator().manual_seed(pre["seed"])
     opt = torch.optim.AdamW(model.parameters(), lr=pre["lr"], weight_decay=pre["weight_decay"])
@@ -125,18 +205,28 @@ def _pretrain(model_cfg: dict[str, Any], pre: dict[str, Any], threads: int, log:
 
 
 def build_or_load_base(
-    model_cfg: dict[str, Any], pretrain_cfg: dict[str, Any], *, threads: int | None = None, log: Any = None
+    model_cfg: dict[str, Any],
+    pretrain_cfg: dict[str, Any],
+    *,
+    tok: Any,
+    docs: Callable[[], Sequence[str]] | None = None,
+    corpus_digest: str = "generic",
+    threads: int | None = None,
+    log: Any = None,
 ) -> BaseModel:
-    """Return the cached base for this recipe, building (and caching) it on first use."""
-    recipe = _recipe(model_cfg, pretrain_cfg)
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    """Return the cached base for this recipe, building (and caching) it on first use.
+
+    ``docs`` gives the pretraining documents (``None``: generic prose) and
+    ``corpus_digest`` identifies them in the cache key."""
+    recipe = _recipe(model_cfg, pretrain_cfg, tok, corpus_digest)
+    digest = _digest(recipe)
     final = cache_dir() / f"base-{digest}"
     if (final / "meta.json").is_file():
         return BaseModel(final)
     if log is not None:
         log(f"building the base model (first run of this recipe; cached at {final})")
     t0 = time.perf_counter()
-    model = _pretrain(model_cfg, pretrain_cfg, threads or (os.cpu_count() or 1), log)
+    model = _pretrain(model_cfg, pretrain_cfg, tok, docs() if docs else None, threads or (os.cpu_count() or 1), log)
     final.parent.mkdir(parents=True, exist_ok=True)
     # build in a temporary folder, then rename: a crash never leaves half a base behind
     tmp = Path(tempfile.mkdtemp(prefix=f".base-{digest}-", dir=final.parent))

@@ -1,9 +1,10 @@
 """The proxy fine-tune: one trial of the search, written out as one plain loop.
 
-Given the base weights, a mixture (ability -> example count) and the pool, it
-takes the first n examples of each ability's fixed order (nested sampling),
-fine-tunes for ``ceil(budget * epochs / batch_size)`` steps with the loss on
-response tokens only, and evaluates every ability on its held-out set
+Given the base weights, a mixture (ability -> example count) and the pool
+(tokenized and truncated by ``allocator.pools``), it takes the first n examples
+of each ability's fixed order (nested sampling, cycled when n exceeds the
+order), fine-tunes for ``ceil(n_total * epochs / batch_size)`` steps with the
+loss on response tokens only, and evaluates every ability on its held-out set
 ``reports`` times (the last at the end), handing each evaluation to
 ``report`` so that a scheduler may stop a bad trial early.
 
@@ -28,29 +29,31 @@ from typing import Any
 import torch
 
 from trainers.base_model import load_model
-from trainers.evaluate import collate, evaluate
-from trainers.tokenizer import CharTokenizer, truncate
+from trainers.evaluate import HeldoutItem, collate, evaluate
+from trainers.tokenizer import tokenizer_from_spec
 
 __all__ = ["ProxyResult", "run_proxy", "select_examples"]
 
-Report = Callable[[int, dict[str, dict[str, float]], int], None]  # step, scores, examples dropped
+Report = Callable[[int, dict[str, dict[str, float]]], None]  # step, raw scores per ability
 
 
 @dataclass(frozen=True)
 class ProxyResult:
     steps: int
-    dropped: int  # examples that truncation left without a loss token
-    scores: dict[str, dict[str, float]]  # ability -> {"exact_match", "loss"}
+    examples: int
+    scores: dict[str, dict[str, float]]  # ability -> {"loss", and "exact_match" where scored so}
 
 
-def select_examples(pool: Mapping[str, Sequence[Any]], mixture: Mapping[str, int]) -> list[Any]:
-    """The first ``mixture[a]`` examples of each ability's fixed order."""
+def select_examples(pool: Mapping[str, Sequence[Any]], mixture: Mapping[str, int], max_repeats: int = 1) -> list[Any]:
+    """The first ``mixture[a]`` examples of each ability's fixed order, cycling through the
+    order up to ``max_repeats`` passes."""
     chosen: list[Any] = []
     for ability, n in mixture.items():
         available = pool[ability]
-        if n > len(available):
-            raise ValueError(f"{ability}: {n} examples requested, the pool has {len(available)}")
-        chosen.extend(available[:n])
+        if n > len(available) * max_repeats:
+            raise ValueError(f"{ability}: {n} examples requested, the pool has {len(available)} x {max_repeats}")
+        full, part = divmod(n, len(available)) if available else (0, 0)
+        chosen.extend(list(available) * full + list(available[:part]))
     return chosen
 
 
@@ -72,39 +75,34 @@ def run_proxy(
     base_weights: bytes,
     model_cfg: Mapping[str, Any],
     proxy: Mapping[str, Any],
-    pool: Mapping[str, Sequence[Any]],
-    heldout: Mapping[str, Sequence[Any]],
+    tokenizer: Mapping[str, Any],
+    train: Mapping[str, Sequence[tuple[list[int], list[int]]]],
+    heldout: Mapping[str, Sequence[HeldoutItem]],
+    metrics: Mapping[str, str],
+    max_new: Mapping[str, int],
     mixture: Mapping[str, int],
     seed: int,
+    max_repeats: int = 1,
     report: Report | None = None,
 ) -> ProxyResult:
+    """One proxy fine-tune; ``tokenizer`` is a ``spec()`` (module doc for the rest)."""
     torch.manual_seed(seed)
     torch.set_num_threads(proxy["threads"])
-    tok = CharTokenizer()
+    tok = tokenizer_from_spec(dict(tokenizer))
     max_length = model_cfg["max_length"]
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(dict(model_cfg), base_weights)
+    model = load_model(dict(model_cfg), base_weights, tok)
     if proxy["kind"] == "lora":
         model = _wrap_lora(model, proxy)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=proxy["lr"], weight_decay=0.0)
 
-    encoded = []
-    dropped = 0
-    for e in select_examples(pool, mixture):
-        cut = truncate(*tok.encode_example(e.instruction, e.response), max_length)
-        if cut is None:  # truncation left nothing to learn from: counted, never trained on silently
-            dropped += 1
-            continue
-        encoded.append(cut)
-
+    # tokenized and truncated by the driver (allocator.pools): nothing here is dropped
+    encoded = select_examples(train, mixture, max_repeats)
     bs = proxy["batch_size"]
-    budget = sum(mixture.values())
-    if budget > 0 and not encoded:
-        raise ValueError(f"all {budget} examples were truncated away (model.max_length {max_length} is too short)")
-    steps = max(1, math.ceil(budget * proxy["epochs"] / bs))
+    steps = max(1, math.ceil(len(encoded) * proxy["epochs"] / bs))
     report_at = sorted({max(1, round(steps * (k + 1) / proxy["reports"])) for k in range(proxy["reports"])})
     warmup = max(1, steps // 10)
 
@@ -126,7 +124,8 @@ def run_proxy(
             for g in opt.param_groups:
                 g["lr"] = lr
             batch = {
-                k: v.to(device) for k, v in collate([encoded[i] for i in order[(step - 1) * bs : step * bs]]).items()
+                k: v.to(device)
+                for k, v in collate([encoded[i] for i in order[(step - 1) * bs : step * bs]], tok.pad_id).items()
             }
             loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
@@ -134,7 +133,7 @@ def run_proxy(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
         if step in report_at:
-            scores = evaluate(model, dict(heldout), max_new_tokens=proxy["max_new_tokens"], max_length=max_length)
+            scores = evaluate(model, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length)
             if report is not None:
-                report(step, scores, dropped)
-    return ProxyResult(steps=steps, dropped=dropped, scores=scores)
+                report(step, scores)
+    return ProxyResult(steps=steps, examples=len(encoded), scores=scores)

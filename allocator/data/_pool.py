@@ -58,21 +58,30 @@ def split_pools(
     seed: int,
     heldout_size: int | None = None,
     heldout_fraction: float | None = None,
+    given_heldout: Mapping[str, Sequence[object]] | None = None,
 ) -> dict[str, AbilityPool]:
-    """Split every ability into a held-out set and a training order (module doc)."""
+    """Split every ability into a held-out set and a training order (module doc).
+
+    An ability in ``given_heldout`` (a separate evaluation file) keeps those
+    records as its held-out set; all of its own records are training records,
+    duplicates of the given held-out ones removed the same way."""
     if (heldout_size is None) == (heldout_fraction is None):
         raise ValueError("give exactly one of heldout_size and heldout_fraction")
+    given = given_heldout or {}
     pools: dict[str, AbilityPool] = {}
     for ability, records in by_ability.items():
         order = list(records)
         random.Random(zlib.crc32(f"{seed}:{ability}".encode())).shuffle(order)
-        k = heldout_size if heldout_size is not None else max(1, round(len(order) * (heldout_fraction or 0.0)))
-        if len(order) <= k:
-            raise DataError(
-                f"ability '{ability}': {len(order)} examples, not more than its held-out size {k} "
-                f"(lower heldout, or give the ability more data)"
-            )
-        heldout, rest = order[:k], order[k:]
+        if ability in given:
+            heldout, rest = list(given[ability]), order
+        else:
+            k = heldout_size if heldout_size is not None else max(1, round(len(order) * (heldout_fraction or 0.0)))
+            if len(order) <= k:
+                raise DataError(
+                    f"ability '{ability}': {len(order)} examples, not more than its held-out size {k} "
+                    f"(lower heldout, or give the ability more data)"
+                )
+            heldout, rest = order[:k], order[k:]
         exact = {_key(r, False) for r in heldout}
         norm = {_key(r, True) for r in heldout}
         train = [r for r in rest if _key(r, False) not in exact and _key(r, True) not in norm]
