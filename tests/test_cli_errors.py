@@ -41,7 +41,7 @@ def test_negative_budget_flag(tmp_path, run_cli):
 
 def test_budget_beyond_the_pool(tmp_path, run_cli):
     proc = run_cli("optimize", "--budget", "1000000", cwd=tmp_path)
-    _assert_user_error(proc, "budget", "1000000", "the pool holds", cwd=tmp_path)
+    _assert_user_error(proc, "budget", "1,000,000", "the pool holds", cwd=tmp_path)
 
 
 def test_unusable_tracking_uri(tmp_path, run_cli):
