@@ -23,8 +23,6 @@ for _k, _v in {
     "RAY_USAGE_STATS_ENABLED": "0",
     "TOKENIZERS_PARALLELISM": "false",
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: no progress tables; we print a line per trial
-    # Tune's own SIGINT handler would end fit() quietly: let Ctrl-C raise, so the run is KILLED
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }.items():
     os.environ.setdefault(_k, _v)
 
