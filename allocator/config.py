@@ -95,6 +95,9 @@ class DataConfig(_Section):
     heldout_fraction: float | None = Field(None, gt=0, lt=1, description="instead of heldout_size")
     seed: int = Field(0, description="the held-out split and every ability's fixed order")
     max_repeats: int = Field(1, gt=0, description="passes over an ability's pool a count may take")
+    max_train_per_ability: int | None = Field(
+        None, gt=0, description="keep only the first N of each ability's training order (smaller, faster pools)"
+    )
     unresolved: Literal["exclude", "error"] = Field("exclude", description="rows without an ability label")
     max_line_chars: int = Field(1_000_000, gt=0, description="longest JSON line accepted")
     metrics: dict[str, Literal["exact_match", "loss"]] = Field(

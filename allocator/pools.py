@@ -114,8 +114,9 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
         heldout_fraction=data.heldout_fraction,
         given_heldout=given,
     )
+    cap = data.max_train_per_ability
     return RawPools(
-        train={a: list(p.train) for a, p in pools.items()},
+        train={a: list(p.train[:cap]) for a, p in pools.items()},
         heldout={a: list(p.heldout) for a, p in pools.items()},
         metrics={a: data.metrics.get(a, data.default_metric) for a in pools},
         info={a: {"examples": len(groups[a]), "duplicates_removed": p.duplicates_removed} for a, p in pools.items()},
