@@ -1,0 +1,307 @@
+"""Growth curves: an ability's score against its data volume (pure numpy/scipy, no I/O).
+
+Three monotone models of the (normalized, allocator.scoring) score ``y`` at ``v``
+training examples, ``y0`` being the score with no data:
+
+- ``exp``:    ``y0 + g * (1 - exp(-v / s))``: saturates, at ``y0 + g``, with scale ``s``;
+- ``power``:  ``y0 + g * (1 - (1 + v / s) ** -alpha)``: saturates at ``y0 + g`` with a
+  heavier (power-law) tail;
+- ``loglin``: ``y0 + k * log2(1 + v)``: a constant gain per doubling, never saturates.
+
+``g`` and ``k`` may be negative (an ability that data hurts is monotone too).
+Each is fitted by least squares with variable projection: for fixed shape
+parameters (``s``, ``alpha``) the model is linear in ``(y0, g)``, solved
+exactly; the shape is found on a log grid and refined by Nelder-Mead, so fits
+are deterministic and never fail to converge. The model is chosen by AICc (the
+small-sample AIC: a handful of volumes times a few seeds); a model is only
+preferred over a simpler one when its AICc is lower by more than 2.
+
+Uncertainty comes from a bootstrap that resamples the replicate runs (seeds)
+at each volume independently and refits the chosen model.
+
+``describe`` derives, over the measured range [0, vmax] (``vmin`` is the smallest
+positive volume measured):
+
+- **gain**: ``f(vmax) - f(0)``, with a bootstrap interval;
+- **sensitivity**: the largest gain over one doubling, ``max f(2v) - f(v)`` for
+  ``v`` in [vmin/2, vmax/2] (the steepest region of the curve, per doubling);
+- **saturation volume**: where the curve reaches 90% of its asymptotic gain
+  (closed form; beyond vmax it is an extrapolation, and ``inf`` for ``loglin``);
+- **still growing**: the last doubling, ``f(vmax) - f(vmax/2)``, gains at least
+  half the average gain per doubling over [vmin, vmax];
+- **verdict**: ``resistant`` when the gain is below ``min_gain`` or its interval
+  contains 0 (the ability barely moves, or data hurts it), else ``growing`` or
+  ``saturated`` by the rule above.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+__all__ = ["MODELS", "Curve", "Growth", "bootstrap", "describe", "fit_curve", "predict"]
+
+MODELS = ("loglin", "exp", "power")  # simplest first: ties (within 2 AICc) go to the simpler
+_N_PARAMS = {"loglin": 2, "exp": 3, "power": 4}
+
+
+def _basis(model: str, v: np.ndarray, shape: Sequence[float]) -> np.ndarray:
+    """The non-constant regressor of ``model`` for shape parameters ``shape``."""
+    if model == "loglin":
+        return np.log2(1.0 + v)
+    if model == "exp":
+        (s,) = shape
+        return 1.0 - np.exp(-v / s)
+    if model == "power":
+        s, alpha = shape
+        return 1.0 - (1.0 + v / s) ** (-alpha)
+    raise ValueError(f"unknown growth model {model!r} (expected one of {', '.join(MODELS)})")
+
+
+def predict(model: str, params: dict[str, float], v: np.ndarray | float) -> np.ndarray:
+    """The fitted score at volume(s) ``v``."""
+    v = np.asarray(v, dtype=float)
+    if model == "loglin":
+        return params["y0"] + params["k"] * _basis(model, v, ())
+    if model == "exp":
+        return params["y0"] + params["g"] * _basis(model, v, (params["s"],))
+    return params["y0"] + params["g"] * _basis(model, v, (params["s"], params["alpha"]))
+
+
+def _linear(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Least squares ``y ~ y0 + c * x``: (y0, c, residual sum of squares)."""
+    a = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    rss = float(np.sum((a @ coef - y) ** 2))
+    return float(coef[0]), float(coef[1]), rss
+
+
+def _rss_many(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Residual sums of squares of ``y ~ y0 + c * x[j]`` for every row ``x[j]`` at once."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean()
+    sxx = np.sum(xc * xc, axis=1)
+    sxy = xc @ yc
+    explained = np.divide(sxy * sxy, sxx, out=np.zeros_like(sxx), where=sxx > 1e-300)
+    return np.maximum(float(yc @ yc) - explained, 0.0)
+
+
+def _fit_model(
+    model: str, v: np.ndarray, y: np.ndarray, start: Sequence[float] | None = None
+) -> tuple[dict[str, float], float]:
+    """Least-squares parameters of ``model`` and the residual sum of squares. ``start``
+    (shape parameters) skips the grid: the bootstrap starts from the full-data fit."""
+    if model == "loglin":
+        y0, k, rss = _linear(_basis(model, v, ()), y)
+        return {"y0": y0, "k": k}, rss
+    vpos = v[v > 0]
+    vmax = float(v.max()) if v.size else 1.0
+    lo = math.log(max(float(vpos.min()) / 10, 0.05) if vpos.size else 0.05)
+    hi = math.log(100 * max(vmax, 1.0))
+    # shapes in log space, bounded: s in [lo, hi], alpha in [0.05, 5]
+    bounds = [(lo, hi)] if model == "exp" else [(lo, hi), (math.log(0.05), math.log(5.0))]
+    zlo, zhi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+
+    def rss_of(z: np.ndarray) -> float:
+        return _linear(_basis(model, v, np.exp(np.clip(z, zlo, zhi))), y)[2]
+
+    if start is None:
+        axes = [np.linspace(lo, hi, 80)] + ([] if model == "exp" else [np.linspace(zlo[1], zhi[1], 40)])
+        zs = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
+        sh = np.exp(zs)
+        if model == "exp":
+            x = 1.0 - np.exp(-v[None, :] / sh[:, :1])
+        else:
+            x = 1.0 - (1.0 + v[None, :] / sh[:, :1]) ** (-sh[:, 1:2])
+        z0 = zs[int(np.argmin(_rss_many(x, y)))]
+    else:
+        z0 = np.clip(np.log(np.asarray(start, dtype=float)), zlo, zhi)
+    res = minimize(rss_of, z0, method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-14, "maxiter": 1000})
+    z = np.clip(res.x if res.fun <= rss_of(z0) else z0, zlo, zhi)
+    shape = np.exp(z)
+    y0, g, rss = _linear(_basis(model, v, shape), y)
+    params = {"y0": y0, "g": g, "s": float(shape[0])}
+    if model == "power":
+        params["alpha"] = float(shape[1])
+    return params, rss
+
+
+def _aicc(rss: float, n: int, k: int) -> float:
+    if n - k - 1 <= 0:
+        return math.inf
+    rss = max(rss, n * 1e-12)  # a perfect fit (e.g. a score that never moves) is not -inf
+    return n * math.log(rss / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A fitted growth curve; ``curve(v)`` evaluates it."""
+
+    model: str
+    params: dict[str, float]
+    rss: float
+    n: int
+    vmax: float
+    aicc: dict[str, float] = field(default_factory=dict)  # every model tried
+
+    def __call__(self, v: np.ndarray | float) -> np.ndarray:
+        return predict(self.model, self.params, v)
+
+    @property
+    def saturates(self) -> bool:
+        return self.model != "loglin"
+
+    def volume_reaching(self, fraction: float, gain: float | None = None) -> float:
+        """The smallest volume at which the curve has gained ``fraction`` of ``gain``
+        (default: its asymptotic gain; ``inf`` for a curve that does not saturate or
+        never gets there). Closed forms of the models' inverses."""
+        p = self.params
+        if gain is None:
+            if not self.saturates:
+                return math.inf
+            gain = p["g"]
+        target = fraction * gain
+        if target == 0:
+            return 0.0
+        if self.model == "loglin":
+            x = target / p["k"] if p["k"] else -1.0
+            return 2.0**x - 1.0 if x >= 0 else math.inf
+        q = target / p["g"] if p["g"] else -1.0  # the fraction of the asymptotic gain needed
+        if not 0 <= q < 1:
+            return math.inf
+        if self.model == "exp":
+            return -p["s"] * math.log(1.0 - q)
+        return p["s"] * ((1.0 - q) ** (-1.0 / p["alpha"]) - 1.0)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"model": self.model, "params": self.params, "rss": self.rss, "n": self.n, "aicc": self.aicc}
+
+
+def fit_curve(volumes: Sequence[float], scores: Sequence[float], models: Sequence[str] = MODELS) -> Curve:
+    """Fit every model in ``models`` to the points ``(volumes[i], scores[i])`` (replicates
+    welcome) and return the one with the lowest AICc, preferring simpler ones within 2."""
+    v = np.asarray(volumes, dtype=float)
+    y = np.asarray(scores, dtype=float)
+    if v.shape != y.shape or v.ndim != 1 or v.size < 2:
+        raise ValueError("volumes and scores must be 1-D sequences of the same length (at least 2)")
+    if np.any(v < 0) or not np.all(np.isfinite(y)):
+        raise ValueError("volumes must be >= 0 and scores finite")
+    fits = {}
+    aicc = {}
+    for m in models:
+        if m not in _N_PARAMS:
+            raise ValueError(f"unknown growth model {m!r} (expected one of {', '.join(MODELS)})")
+        params, rss = _fit_model(m, v, y)
+        fits[m] = (params, rss)
+        aicc[m] = _aicc(rss, v.size, _N_PARAMS[m])
+    ordered = sorted(models, key=lambda m: _N_PARAMS[m])
+    chosen = ordered[0]
+    for m in ordered[1:]:
+        if aicc[m] < aicc[chosen] - 2.0:
+            chosen = m
+    params, rss = fits[chosen]
+    return Curve(chosen, params, rss, int(v.size), float(v.max()), aicc)
+
+
+def bootstrap(
+    volumes: Sequence[float], scores: Sequence[float], model: str, draws: int = 200, seed: int = 0
+) -> list[Curve]:
+    """``draws`` refits of ``model`` to data resampled within each volume (replicates
+    drawn with replacement), for confidence bands and intervals of derived quantities."""
+    v = np.asarray(volumes, dtype=float)
+    y = np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(v == u) for u in np.unique(v)]
+    full, _ = _fit_model(model, v, y)
+    start = [full[k] for k in ("s", "alpha") if k in full] or None
+    out = []
+    for _ in range(draws):
+        idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
+        params, rss = _fit_model(model, v[idx], y[idx], start)
+        out.append(Curve(model, params, rss, int(idx.size), float(v.max())))
+    return out
+
+
+@dataclass(frozen=True)
+class Growth:
+    """What a growth curve says about one ability (module doc for the definitions)."""
+
+    curve: Curve
+    base: float
+    gain: float
+    gain_ci: tuple[float, float]
+    sensitivity: float
+    sensitivity_ci: tuple[float, float]
+    saturation_volume: float
+    half_volume: float  # where half of the measured gain is reached (allocator.transference)
+    still_growing: bool
+    verdict: str  # "resistant", "saturated" or "growing"
+    vmin: float
+    vmax: float
+
+    def to_dict(self) -> dict[str, object]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "curve"}
+        return {"curve": self.curve.to_dict(), **d}
+
+
+def _sensitivity(f: Curve, vmin: float, vmax: float) -> float:
+    v = np.geomspace(max(vmin / 2, 1e-3), max(vmax / 2, vmin / 2, 1e-3), 200)
+    return float(np.max(f(2 * v) - f(v)))
+
+
+def _growing(f: Curve, vmin: float, vmax: float) -> bool:
+    doublings = math.log2(vmax / vmin) if vmax > vmin > 0 else 1.0
+    per_doubling = float(f(vmax) - f(vmin)) / doublings
+    last = float(f(vmax) - f(vmax / 2))
+    return per_doubling > 0 and last >= 0.5 * per_doubling
+
+
+def _interval(values: Sequence[float], level: float = 0.9) -> tuple[float, float]:
+    lo, hi = np.quantile(np.asarray(values, dtype=float), [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def describe(
+    volumes: Sequence[float],
+    scores: Sequence[float],
+    *,
+    min_gain: float = 0.02,
+    draws: int = 200,
+    seed: int = 0,
+    models: Sequence[str] = MODELS,
+) -> tuple[Growth, list[Curve]]:
+    """Fit, bootstrap and derive (module doc); returns the description and the
+    bootstrap curves (for bands and for propagating uncertainty downstream)."""
+    v = np.asarray(volumes, dtype=float)
+    f = fit_curve(v, scores, models)
+    boot = bootstrap(v, scores, f.model, draws, seed)
+    vpos = v[v > 0]
+    vmin = float(vpos.min()) if vpos.size else 1.0
+    vmax = float(v.max())
+    gain = float(f(vmax) - f(0.0))
+    gain_ci = _interval([float(b(vmax) - b(0.0)) for b in boot])
+    sens_ci = _interval([_sensitivity(b, vmin, vmax) for b in boot])
+    growing = _growing(f, vmin, vmax)
+    if gain < min_gain or gain_ci[0] <= 0.0 <= gain_ci[1]:
+        verdict = "resistant"
+    else:
+        verdict = "growing" if growing else "saturated"
+    g = Growth(
+        curve=f,
+        base=float(f(0.0)),
+        gain=gain,
+        gain_ci=gain_ci,
+        sensitivity=_sensitivity(f, vmin, vmax),
+        sensitivity_ci=sens_ci,
+        saturation_volume=f.volume_reaching(0.9),
+        half_volume=f.volume_reaching(0.5, gain) if gain > 0 else math.inf,
+        still_growing=growing,
+        verdict=verdict,
+        vmin=vmin,
+        vmax=vmax,
+    )
+    return g, boot
