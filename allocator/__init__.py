@@ -6,10 +6,25 @@ Public API::
     result = allocator.optimize()                       # the embedded default
     result = allocator.optimize("experiments/default.yaml", trials=4)
     result.best["mixture"]                              # ability -> examples
+
+    s = allocator.study("experiments/study_suite.yaml")  # growth curves per ability
+    rec = allocator.recommend(s, budget=4000)            # counts, predictions, rationale
 """
 
 from allocator.config import OptimizeConfig, load_config
 from allocator.errors import UserError
 from allocator.optimize import OptimizeResult, optimize
+from allocator.recommend import Recommendation, recommend
+from allocator.study import StudyResult, study
 
-__all__ = ["OptimizeConfig", "OptimizeResult", "UserError", "load_config", "optimize"]
+__all__ = [
+    "OptimizeConfig",
+    "OptimizeResult",
+    "Recommendation",
+    "StudyResult",
+    "UserError",
+    "load_config",
+    "optimize",
+    "recommend",
+    "study",
+]

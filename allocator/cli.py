@@ -52,6 +52,50 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--output", metavar="PATH", help="write the result as JSON here")
     o.set_defaults(func=cmd_optimize)
 
+    s = sub.add_parser(
+        "study",
+        help="measure each ability's growth with its data volume",
+        description="Proxy runs over a volume grid per ability (joint and isolated designs, several seeds), "
+        "growth curves with bootstrap bands, transference and complexity, and the tailored allocation for "
+        "the config's budget. Everything goes to MLflow; --output writes the result for `allocator recommend`.",
+    )
+    s.add_argument("--config", metavar="PATH", help="YAML config; its study: section (default: the embedded default)")
+    s.add_argument("--seeds", type=int, metavar="N", help="proxy runs per grid point")
+    s.add_argument("--volumes", metavar="V,V,...", help="the volume grid, e.g. 0,4,16,64")
+    s.add_argument("--budget", type=int, metavar="N", help="budget of the recommendation printed at the end")
+    s.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
+    s.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    s.add_argument("--output", metavar="PATH", help="write the result as JSON here")
+    s.set_defaults(func=cmd_study)
+
+    r = sub.add_parser(
+        "recommend",
+        help="counts per ability for a budget, from a study (no training)",
+        description="Recompute the tailored allocation of a study for a new budget: from its --output JSON "
+        "or from the study.json of its MLflow parent run.",
+    )
+    r.add_argument("--from", dest="source", required=True, metavar="FILE|RUN_ID", help="a study JSON or MLflow run id")
+    r.add_argument("--budget", type=int, required=True, metavar="N", help="total training examples")
+    r.add_argument("--tracking-uri", metavar="URI", help="where RUN_ID lives (default: sqlite:///./mlflow.db)")
+    r.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    r.set_defaults(func=cmd_recommend)
+
+    c = sub.add_parser(
+        "confirm",
+        help="train a study's tailored, uniform and DoIT-rule mixtures afresh over several seeds",
+        description="Recommend counts for --budget from a study (as `allocator recommend`), then train the "
+        "uniform, the tailored and the DoIT-rule mixtures with fresh seeds and report each objective's mean, "
+        "spread and paired difference to uniform.",
+    )
+    c.add_argument("--config", metavar="PATH", help="YAML config (the study's, usually)")
+    c.add_argument("--from", dest="source", required=True, metavar="FILE|RUN_ID", help="a study JSON or MLflow run id")
+    c.add_argument("--budget", type=int, metavar="N", help="total training examples (default: the config's)")
+    c.add_argument("--seeds", type=int, default=3, metavar="N", help="fresh training seeds per mixture (3)")
+    c.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
+    c.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    c.add_argument("--output", metavar="PATH", help="write the result as JSON here")
+    c.set_defaults(func=cmd_confirm)
+
     d = sub.add_parser("data", help="inspect instruction data")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     i = dsub.add_parser(
@@ -80,7 +124,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     import yaml
 
     from allocator.config import load_config
-    from allocator.errors import UserError
 
     overrides: dict[str, Any] = {}
     for key in ("trials", "budget", "seed"):
@@ -91,10 +134,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if args.tracking_uri is not None:
         overrides["tracking"] = {"uri": args.tracking_uri}
     cfg = load_config(args.config, overrides)
-    if args.output:
-        out_dir = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(out_dir):
-            raise UserError(f"--output {args.output}: folder {out_dir} does not exist")
+    _check_output(args.output)
     print("resolved config:")
     print("  " + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip().replace("\n", "\n  "), flush=True)
 
@@ -103,6 +143,148 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     result = optimize(cfg)
     if args.output:
         write_json(args.output, result.to_dict())
+        print(f"result written to {args.output}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    import yaml
+
+    from allocator.config import load_config
+    from allocator.errors import UserError
+
+    study_over: dict[str, Any] = {}
+    if args.seeds is not None:
+        study_over["seeds"] = args.seeds
+    if args.volumes is not None:
+        try:
+            study_over["volumes"] = [int(v) for v in args.volumes.split(",")]
+        except ValueError:
+            raise UserError(f"--volumes {args.volumes}: expected integers separated by commas") from None
+    overrides: dict[str, Any] = {"study": study_over} if study_over else {}
+    if args.budget is not None:
+        overrides["budget"] = args.budget
+    if args.ray_address is not None:
+        overrides["ray"] = {"address": args.ray_address}
+    if args.tracking_uri is not None:
+        overrides["tracking"] = {"uri": args.tracking_uri}
+    cfg = load_config(args.config, overrides)
+    _check_output(args.output)
+    print("resolved config:")
+    print("  " + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip().replace("\n", "\n  "), flush=True)
+
+    from allocator.optimize import write_json
+    from allocator.recommend import recommend
+    from allocator.study import study
+
+    result = study(cfg)
+    if args.output:
+        write_json(args.output, result.to_dict())
+        print(f"result written to {args.output}")
+    if cfg.budget > sum(result.caps.values()):
+        print(f"(no recommendation: the budget {cfg.budget:,} is more than the pools hold)")
+        return 0
+    for line in _recommendation_lines(recommend(result, budget=cfg.budget), cfg.budget):
+        print(line)
+    return 0
+
+
+def _check_output(path: str | None) -> None:
+    from allocator.errors import UserError
+
+    if path:
+        out_dir = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(out_dir):
+            raise UserError(f"--output {path}: folder {out_dir} does not exist")
+
+
+def _recommendation_lines(rec: Any, budget: int) -> list[str]:
+    w = max(10, *(len(a) for a in rec.counts))
+    lines = [f"recommendation for {budget:,} examples ({rec.method}):"]
+    lines.append(f"  {'ability':{w}s} {'count':>7s} {'predicted':>9s} {'[90% CI]':>17s}  rationale")
+    for a, n in rec.counts.items():
+        p = rec.predicted[a]
+        ci = f"[{p['lo']:.3f}, {p['hi']:.3f}]"
+        lines.append(f"  {a:{w}s} {n:7d} {p['score']:9.3f} {ci:>17s}  {rec.rationale[a]}")
+    o = rec.objective
+    lines.append(f"  predicted objective {o['score']:.4f} [{o['lo']:.4f}, {o['hi']:.4f}]")
+    for name, alt in rec.alternatives.items():
+        ao = alt["objective"]
+        counts = " ".join(f"{a}={n}" for a, n in alt["counts"].items())
+        lines.append(f"  {name}: predicted {ao['score']:.4f} [{ao['lo']:.4f}, {ao['hi']:.4f}]  {counts}")
+    if rec.extrapolated:
+        lines.append(f"  (beyond the measured volumes, extrapolated: {', '.join(rec.extrapolated)})")
+    return lines
+
+
+def _study_source(source: str, tracking_uri: str | None) -> str:
+    """A study JSON path, or the ``study.json`` of an MLflow run (downloaded)."""
+    from allocator.errors import UserError, first_line
+
+    if os.path.exists(source):
+        return source
+    from mlflow import MlflowClient
+
+    from allocator.tracking import check_uri, default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    check_uri(uri)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        # opening a missing SQLite store would create it: a lookup must not write
+        raise UserError(f"--from {source}: not a file, and there is no MLflow store at {uri}")
+    try:
+        return str(MlflowClient(uri).download_artifacts(source, "study.json"))
+    except Exception as e:
+        why = first_line(e)
+        raise UserError(f"--from {source}: not a file, nor an MLflow run with study.json in {uri}: {why}") from None
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import json
+
+    from allocator.recommend import recommend
+
+    rec = recommend(_study_source(args.source, args.tracking_uri), budget=args.budget)
+    if args.json:
+        print(json.dumps(rec.to_dict(), indent=2))
+    else:
+        for line in _recommendation_lines(rec, args.budget):
+            print(line)
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from allocator.config import load_config
+    from allocator.errors import UserError
+
+    overrides: dict[str, Any] = {}
+    if args.ray_address is not None:
+        overrides["ray"] = {"address": args.ray_address}
+    if args.tracking_uri is not None:
+        overrides["tracking"] = {"uri": args.tracking_uri}
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: must be at least 1")
+    cfg = load_config(args.config, overrides)
+    _check_output(args.output)
+    budget = args.budget if args.budget is not None else cfg.budget
+
+    from allocator.optimize import write_json
+    from allocator.recommend import recommend
+    from allocator.study import confirm
+
+    rec = recommend(_study_source(args.source, args.tracking_uri), budget=budget)
+    for line in _recommendation_lines(rec, budget):
+        print(line, flush=True)
+    mixtures = {
+        "uniform": rec.alternatives["uniform"]["counts"],
+        "tailored": rec.counts,
+        "doit_rule": rec.alternatives["doit_rule"]["counts"],
+    }
+    result = confirm(cfg, mixtures, seeds=args.seeds)
+    if args.output:
+        out = result.to_dict()
+        out["recommendation"] = rec.to_dict()
+        write_json(args.output, out)
         print(f"result written to {args.output}")
     return 0
 

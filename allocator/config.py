@@ -26,6 +26,7 @@ __all__ = [
     "ResourcesConfig",
     "SearchConfig",
     "SourceConfig",
+    "StudyConfig",
     "SuiteConfig",
     "TrackingConfig",
     "load_config",
@@ -173,6 +174,35 @@ class SearchConfig(_Section):
     max_concurrent_trials: int | None = Field(None, gt=0, description="default: as many as the CPUs allow")
 
 
+class StudyConfig(_Section):
+    """``allocator study``: proxy runs over a volume grid per ability (allocator.study)."""
+
+    volumes: list[int] = Field(
+        default_factory=lambda: [0, 4, 16, 64, 256, 1024],
+        min_length=2,
+        description="examples per ability, capped by each pool; 0 is the untrained base",
+    )
+    designs: list[Literal["joint", "isolated"]] = Field(
+        default_factory=lambda: ["joint", "isolated"],
+        min_length=1,
+        description="joint: every ability at v; isolated: one ability at v, the others at 0",
+    )
+    seeds: int = Field(3, gt=0, description="proxy runs per point (training seeds seed, seed+1, ...)")
+    models: list[Literal["loglin", "exp", "power"]] = Field(
+        default_factory=lambda: ["loglin", "exp", "power"], min_length=1, description="growth models tried (AICc)"
+    )
+    bootstrap: int = Field(200, ge=10, description="bootstrap draws for bands and intervals")
+    min_gain: float = Field(0.02, ge=0, description="a smaller gain over the grid is 'resistant'")
+
+    @model_validator(mode="after")
+    def _grid(self) -> StudyConfig:
+        if any(v < 0 for v in self.volumes) or sorted(set(self.volumes)) != self.volumes:
+            raise ValueError(f"volumes must be distinct, >= 0 and increasing, got {self.volumes}")
+        if len(set(self.designs)) != len(self.designs) or len(set(self.models)) != len(self.models):
+            raise ValueError("designs and models must be distinct")
+        return self
+
+
 class ResourcesConfig(_Section):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
@@ -203,6 +233,7 @@ class OptimizeConfig(_Section):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

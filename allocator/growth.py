@@ -41,7 +41,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 
 __all__ = ["MODELS", "Curve", "Growth", "bootstrap", "describe", "fit_curve", "predict"]
 
@@ -95,6 +94,8 @@ def _fit_model(
 ) -> tuple[dict[str, float], float]:
     """Least-squares parameters of ``model`` and the residual sum of squares. ``start``
     (shape parameters) skips the grid: the bootstrap starts from the full-data fit."""
+    from scipy.optimize import minimize  # here: `import allocator` stays light
+
     if model == "loglin":
         y0, k, rss = _linear(_basis(model, v, ()), y)
         return {"y0": y0, "k": k}, rss

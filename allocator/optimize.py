@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from allocator.config import OptimizeConfig, load_config, merge
-from allocator.errors import UserError, first_line
 
-__all__ = ["OptimizeResult", "optimize", "prepare_pools"]
+__all__ = ["OptimizeResult", "Prepared", "optimize", "prepare", "prepare_pools"]
 
 
 @dataclass
@@ -108,6 +107,52 @@ def prepare_pools(cfg: OptimizeConfig, log: Callable[[str], None] | None = None)
     return pools, tok, (docs, digest)
 
 
+@dataclass
+class Prepared:
+    """Everything a job needs before Ray and MLflow: validated, built, evaluated."""
+
+    pools: Any
+    tok: Any
+    base: Any
+    base_scores: dict[str, dict[str, float]]
+    weights: dict[str, float]
+    uri: str
+
+
+def prepare(
+    cfg: OptimizeConfig, out: Callable[[str], None], before_base: Callable[[Any], Any] | None = None
+) -> Prepared:
+    """Read, split and tokenize the pool, check the weights, ``before_base(pools)``
+    (more checks of user input, e.g. the budget) and the tracking URI, then build or
+    load the base and score it once: every user error surfaces before anything is
+    written (the model cache is a cache, not a result)."""
+    from allocator.tracking import check_uri, default_tracking_uri
+    from trainers.base_model import build_or_load_base
+
+    pools, tok, (docs, corpus_digest) = prepare_pools(cfg, out)
+    weights = cfg.objective_weights(pools.abilities)
+    if before_base is not None:
+        before_base(pools)
+    for a, info in pools.summary["abilities"].items():
+        lost = f", {info['truncated_away']} truncated away" if info["truncated_away"] else ""
+        out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
+    uri = cfg.tracking.uri or default_tracking_uri()
+    check_uri(uri)
+    base = build_or_load_base(
+        cfg.model.model_dump(),
+        cfg.pretrain.model_dump(),
+        tok=tok,
+        docs=(lambda: docs) if docs is not None else None,
+        corpus_digest=corpus_digest,
+        threads=os.cpu_count(),
+        log=out,
+    )
+    out(f"base model: {base.meta['params']:,} parameters, {base.path} (built in {base.meta['build_seconds']}s)")
+    base_scores = evaluate_base(base, tok, pools, cfg)
+    out("untrained base: " + ", ".join(f"{a} {_raw(s, pools.metrics[a])}" for a, s in base_scores.items()))
+    return Prepared(pools, tok, base, base_scores, weights, uri)
+
+
 def optimize(
     config: OptimizeConfig | dict | str | Path | None = None,
     *,
@@ -122,35 +167,17 @@ def optimize(
     """
     # heavy imports (Ray, torch) here, not at module level: `allocator --help` stays fast
     from allocator.search import run_search
-    from allocator.tracking import Tracker, check_uri, default_tracking_uri, ui_command
+    from allocator.tracking import open_tracker, ui_command
     from ray_cluster import connect, disconnect, max_concurrent_trials, trial_resources
-    from trainers.base_model import build_or_load_base
 
     t_start = time.perf_counter()
     out = printer or (lambda s: print(s, flush=True))
     cfg = _as_config(config, overrides)
-    pools, tok, (docs, corpus_digest) = prepare_pools(cfg, out)
+    prep = prepare(cfg, out, before_base=lambda p: p.plan(cfg.budget_unit, cfg.budget))
+    pools, tok, base, base_scores = prep.pools, prep.tok, prep.base, prep.base_scores
+    weights, uri = prep.weights, prep.uri
     abilities = pools.abilities
-    weights = cfg.objective_weights(abilities)
     plan = pools.plan(cfg.budget_unit, cfg.budget)
-    for a, info in pools.summary["abilities"].items():
-        lost = f", {info['truncated_away']} truncated away" if info["truncated_away"] else ""
-        out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
-    uri = cfg.tracking.uri or default_tracking_uri()
-    check_uri(uri)
-
-    base = build_or_load_base(
-        cfg.model.model_dump(),
-        cfg.pretrain.model_dump(),
-        tok=tok,
-        docs=(lambda: docs) if docs is not None else None,
-        corpus_digest=corpus_digest,
-        threads=os.cpu_count(),
-        log=out,
-    )
-    out(f"base model: {base.meta['params']:,} parameters, {base.path} (built in {base.meta['build_seconds']}s)")
-    base_scores = evaluate_base(base, tok, pools, cfg)
-    out("untrained base: " + ", ".join(f"{a} {_raw(s, pools.metrics[a])}" for a, s in base_scores.items()))
 
     started_ray = connect(cfg.ray.address, cfg.ray.num_cpus)
     tracker = None
@@ -163,13 +190,7 @@ def optimize(
             cfg.resources.gpus_per_trial,
             cfg.search.max_concurrent_trials,
         )
-        try:
-            tracker = Tracker(uri, cfg.tracking.experiment)
-        except UserError:
-            raise
-        except Exception as e:  # an unreachable server or a database we cannot open
-            first = first_line(e)
-            raise UserError(f"tracking URI {uri}: {first}") from None
+        tracker = open_tracker(uri, cfg.tracking.experiment)
         run_name = f"optimize-{time.strftime('%Y%m%d-%H%M%S')}"
         parent = tracker.start_parent(run_name, cfg.to_dict(), {"allocator.base_digest": base.meta["digest"]})
         tracker.log_json(parent, pools.summary, "pool.json")

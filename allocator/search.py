@@ -30,7 +30,7 @@ from allocator import scoring
 from allocator.mixtures import allocate, uniform_point
 from allocator.tracking import Tracker
 
-__all__ = ["TrialRecord", "run_search", "trial_metrics"]
+__all__ = ["TrialRecord", "run_search", "trial_error_line", "trial_metrics"]
 
 
 def trial_metrics(
@@ -98,6 +98,15 @@ def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
         max_repeats=setup["plan"]["max_repeats"],
         report=report,
     )
+
+
+def trial_error_line(trial: Any) -> str:
+    """The last line of a failed trial's traceback, which names the exception."""
+    # Tune writes the worker's traceback to the trial's local error file before
+    # calling back; the copy in storage (trial.get_error) may not be synced yet
+    path = trial.error_file
+    text = Path(path).read_text(errors="replace").strip() if path and Path(path).is_file() else ""
+    return text.splitlines()[-1] if text else "the trial raised an error (see Ray's logs)"
 
 
 class _TrialLog(tune.Callback):
@@ -170,12 +179,7 @@ class _TrialLog(tune.Callback):
         self._finish(trial, "FINISHED" if self._open(trial).objective is not None else "FAILED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # Tune writes the worker's traceback to the trial's local error file before
-        # calling back; the copy in storage (trial.get_error) may not be synced yet
-        path = trial.error_file
-        text = Path(path).read_text(errors="replace").strip() if path and Path(path).is_file() else ""
-        # the last line of the worker's traceback names the exception
-        self._finish(trial, "FAILED", text.splitlines()[-1] if text else "the trial raised an error (see Ray's logs)")
+        self._finish(trial, "FAILED", trial_error_line(trial))
 
 
 def run_search(

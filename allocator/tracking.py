@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from allocator.errors import UserError
+from allocator.errors import UserError, first_line
 
-__all__ = ["Tracker", "default_tracking_uri", "ui_command"]
+__all__ = ["Tracker", "default_tracking_uri", "open_tracker", "ui_command"]
 
 TRIAL_ID_TAG = "allocator.trial_id"
 KIND_TAG = "allocator.kind"
@@ -53,6 +53,16 @@ def check_uri(uri: str) -> None:
         )
 
 
+def open_tracker(uri: str, experiment: str) -> Tracker:
+    """A ``Tracker``; a store that cannot be reached or opened is a ``UserError``."""
+    try:
+        return Tracker(uri, experiment)
+    except UserError:
+        raise
+    except Exception as e:  # an unreachable server or a database we cannot open
+        raise UserError(f"tracking URI {uri}: {first_line(e)}") from None
+
+
 class Tracker:
     """The parent run of one optimization and the child runs of its trials."""
 
@@ -74,8 +84,8 @@ class Tracker:
         self.child_runs: dict[str, str] = {}  # trial id -> run id
         self.open_children: set[str] = set()
 
-    def start_parent(self, name: str, config: dict[str, Any], tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: "optimize", **tags})
+    def start_parent(self, name: str, config: dict[str, Any], tags: dict[str, str], kind: str = "optimize") -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: kind, **tags})
         self.parent_run_id = run.info.run_id
         self.client.log_dict(self.parent_run_id, config, "config.json")
         flat = _flatten(config)
@@ -109,6 +119,12 @@ class Tracker:
 
     def log_json(self, run_id: str, obj: Any, name: str) -> None:
         self.client.log_dict(run_id, obj, name)
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+        self.client.log_figure(run_id, figure, name)
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)

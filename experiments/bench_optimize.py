@@ -44,11 +44,12 @@ def main() -> int:
     flags = [*(["--config", str(Path(args.config).resolve())] if args.config else []), *args.extra]
     cmd = [sys.executable, "-m", "allocator", "optimize", "--output", "out.json", *flags]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the log is written as it comes, so a long run can be followed with tail -f
+    with open(work / "run.log", "w") as log:
+        proc = subprocess.run(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - t0
-    (work / "run.log").write_text(proc.stdout)
     if proc.returncode != 0:
-        print(proc.stdout[-4000:])
+        print((work / "run.log").read_text()[-4000:])
         print(f"allocator optimize exited {proc.returncode}", file=sys.stderr)
         return 1
     out = json.loads((work / "out.json").read_text())

@@ -287,3 +287,29 @@ def test_a_good_row_alone_loads(tmp_path):
     # the malformed cases above differ from this file in one row only
     path = _bad(tmp_path, "d.jsonl", GOOD)
     assert len(load_source(str(path), format="prompt_completion", ability_field="category").records) == 1
+
+
+T0 = Path(__file__).resolve().parents[2] / "shared" / "data" / "t0-mixture-55k.jsonl.gz"
+T0_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "t0.yaml"
+
+
+@pytest.mark.slow  # ~20 s: reads 55k rows and trains the BPE (run by docs/BENCHMARKS.md's T0 command too)
+@pytest.mark.skipif(not T0.is_file(), reason=f"the shared T0 data is not at {T0}")
+def test_inspect_the_t0_experiment_pool(tmp_path, run_cli):
+    proc = run_cli("data", "inspect", "--config", str(T0_CONFIG), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    abilities = out["abilities"]
+    assert len(abilities) == 8 and all(a["train"] == 1600 for a in abilities.values())  # max_train_per_ability
+    loss = {"closed_book_qa", "extractive_qa", "structure_to_text", "summarization"}
+    assert {n for n, a in abilities.items() if a["metric"] == "loss"} == loss
+    # held-out references cut by left truncation at 256 tokens cannot be scored, and are counted
+    assert {n: a["heldout_unscorable"] for n, a in abilities.items() if a["heldout_unscorable"]} == {
+        "extractive_qa": 3,
+        "structure_to_text": 3,
+        "summarization": 5,
+    }
+    assert {n: a["heldout"] for n, a in abilities.items()} == {
+        n: 40 - abilities[n]["heldout_unscorable"] for n in abilities
+    }
+    assert out["dropped"] == {"empty 'completion'": 1400}

@@ -1,0 +1,149 @@
+"""``allocator.recommend``: a study's curves -> counts per ability for a budget.
+
+No training: the counts maximize the weighted predicted score of
+allocator.allocation (own growth curves plus transference), within each
+ability's pool. A ``resistant`` ability's curve counts as flat: its data earns
+nothing predictable. Each prediction comes with a 90% interval from the study's
+bootstrap curves (the transference matrix is held at its estimate), and each
+ability with a one-line rationale from its verdict (allocator.growth).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from allocator.allocation import doit_rule, predicted_scores, tailored_allocation
+from allocator.errors import UserError
+from allocator.growth import predict
+
+__all__ = ["Recommendation", "recommend"]
+
+
+@dataclass
+class Recommendation:
+    counts: dict[str, int]
+    predicted: dict[str, dict[str, float]]  # ability -> {"score", "lo", "hi"}
+    objective: dict[str, float]  # {"score", "lo", "hi"}
+    rationale: dict[str, str]
+    extrapolated: list[str]  # abilities given more than the study measured
+    alternatives: dict[str, dict[str, Any]]  # "uniform", "doit_rule": counts and predicted objective
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _curve(g: Mapping[str, Any], params: Mapping[str, float] | None = None) -> Any:
+    """The curve the allocation uses: a resistant ability's is flat at its base (its
+    fitted slope is noise; chasing it would spend budget on nothing)."""
+    model, p = g["curve"]["model"], dict(params if params is not None else g["curve"]["params"])
+    if g["verdict"] == "resistant":
+        y0 = float(predict(model, p, 0.0))
+        return lambda v: np.full(np.shape(v), y0)
+    return lambda v: predict(model, p, v)
+
+
+def _load(study_result: Any) -> dict[str, Any]:
+    if hasattr(study_result, "to_dict"):
+        return study_result.to_dict()
+    if isinstance(study_result, str | Path):
+        p = Path(study_result)
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{p}: cannot read a study result: {e}") from None
+    return dict(study_result)
+
+
+def _rationale(g: Mapping[str, Any], n: int) -> str:
+    sat = g["saturation_volume"]
+    sat_s = "no plateau in the fitted model" if sat is None else f"90% of its plateau at ~{sat:.0f} examples"
+    if g["verdict"] == "resistant":
+        return f"resistant: gains {g['gain']:+.3f} over the grid (below the study's min_gain); given {n}"
+    if g["verdict"] == "saturated":
+        return f"saturated: {sat_s}; given {n}"
+    return f"still growing at {g['vmax']:.0f} examples ({sat_s}); given {n}"
+
+
+def recommend(
+    study_result: Any,
+    *,
+    budget: int,
+    weights: Mapping[str, float] | None = None,
+    minimum: Mapping[str, int] | None = None,
+    maximum: Mapping[str, int] | None = None,
+) -> Recommendation:
+    """Counts per ability summing to ``budget`` from a study (a ``StudyResult``, its
+    dict, or the path of its ``--output`` JSON); ``weights`` default to the study's."""
+    s = _load(study_result)
+    abilities: list[str] = s["abilities"]
+    analysis = s["analysis"]
+    own = analysis["own_design"]
+    growth = analysis["growth"][own]
+    w = dict(weights) if weights is not None else dict(s["weights"])
+    for name, d in (("weights", w), ("minimum", minimum or {}), ("maximum", maximum or {})):
+        unknown = [a for a in d if a not in abilities]
+        if unknown:
+            known = ", ".join(abilities)
+            raise UserError(f"recommend: {name} names {unknown[0]!r}, not an ability of the study ({known})")
+    total_w = sum(w.get(a, 0.0) for a in abilities)
+    if total_w <= 0:
+        raise UserError("recommend: weights must not all be zero")
+    w = {a: w.get(a, 0.0) / total_w for a in abilities}
+    caps = {a: min(int(s["caps"][a]), int((maximum or {}).get(a, budget))) for a in abilities}
+    if budget <= 0 or budget > sum(caps.values()):
+        raise UserError(f"recommend: budget {budget:,} must be in 1..{sum(caps.values()):,} (the pools' capacity)")
+    t = analysis.get("transference", {}).get("matrix") if own == "isolated" else None
+    curves = {a: _curve(growth[a]) for a in abilities}
+    try:
+        counts = tailored_allocation(curves, t, budget, weights=w, minimum=minimum, maximum=caps)
+    except ValueError as e:
+        raise UserError(f"recommend: {e}") from None
+
+    def summarize(n: Mapping[str, int]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        point = predicted_scores(n, curves, t)
+        draws = min(len(growth[a]["boot"]) for a in abilities)
+        boot = [
+            predicted_scores(n, {a: _curve(growth[a], growth[a]["boot"][i]) for a in abilities}, t)
+            for i in range(draws)
+        ]
+        pred = {}
+        for a in abilities:
+            lo, hi = np.quantile([b[a] for b in boot], [0.05, 0.95]) if boot else (math.nan, math.nan)
+            pred[a] = {"score": point[a], "lo": float(lo), "hi": float(hi)}
+        objs = [sum(w[a] * b[a] for a in abilities) for b in boot]
+        lo, hi = np.quantile(objs, [0.05, 0.95]) if objs else (math.nan, math.nan)
+        return pred, {"score": sum(w[a] * point[a] for a in abilities), "lo": float(lo), "hi": float(hi)}
+
+    predicted, objective = summarize(counts)
+    base, extra = divmod(budget, len(abilities))
+    uniform = {a: base + (1 if i < extra else 0) for i, a in enumerate(abilities)}
+    saturation = {a: growth[a]["saturation_volume"] for a in abilities}
+    doit = doit_rule(
+        {a: growth[a]["verdict"] for a in abilities},
+        {a: math.inf if v is None else v for a, v in saturation.items()},
+        budget,
+        caps,
+    )
+    alternatives = {
+        name: {"counts": n, "objective": summarize(n)[1]} for name, n in (("uniform", uniform), ("doit_rule", doit))
+    }
+    return Recommendation(
+        counts=counts,
+        predicted=predicted,
+        objective=objective,
+        rationale={a: _rationale(growth[a], counts[a]) for a in abilities},
+        extrapolated=[a for a in abilities if counts[a] > growth[a]["vmax"]],
+        alternatives=alternatives,
+        method=(
+            f"exact maximum of the weighted predicted score (allocator.allocation) from the study's {own} growth "
+            f"curves{' and transference matrix' if t is not None else ''}; 90% intervals from its bootstrap curves"
+        ),
+    )

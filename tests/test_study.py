@@ -1,0 +1,212 @@
+"""The growth study: its grid, its analysis of synthetic runs, recommendations, and the
+real CLI end to end (Ray Tune + peft + MLflow, tiny sizes)."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from allocator.analysis import analyze, summary_lines
+from allocator.config import StudyConfig
+from allocator.errors import UserError
+from allocator.recommend import recommend
+from allocator.study import run_specs
+
+SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+
+
+def test_run_specs_cover_the_grid_with_pool_caps():
+    cfg = StudyConfig(volumes=[0, 4, 64], designs=["joint", "isolated"], seeds=2)
+    specs = run_specs(cfg, ["a", "b"], {"a": 100, "b": 50}, seed=7)
+    # 2 positive volumes x (1 joint + 2 isolated) x 2 seeds; volume 0 is the base, not a run
+    assert len(specs) == 12
+    assert [s.seed for s in specs[:2]] == [7, 8]
+    joint64 = [s for s in specs if s.design == "joint" and s.volume == 64]
+    assert {tuple(s.mixture.items()) for s in joint64} == {(("a", 64), ("b", 50))}  # b's pool holds 50
+    iso = [s for s in specs if s.design == "isolated" and s.ability == "b" and s.volume == 4]
+    assert [s.mixture for s in iso] == [{"a": 0, "b": 4}] * 2
+    assert len({s.name for s in specs}) == len(specs)
+
+
+def test_study_config_rejects_a_bad_grid():
+    with pytest.raises(ValueError, match="increasing"):
+        StudyConfig(volumes=[0, 16, 4])
+    with pytest.raises(ValueError, match="at least 2 items"):
+        StudyConfig(volumes=[0])
+
+
+# synthetic truth: "sat" saturates fast, "grow" grows log-linearly, "flat" resists;
+# training on "grow" alone gives "sat" half of what its own data would
+TRUTH = {
+    "sat": lambda v: 0.8 * (1 - np.exp(-v / 6)),
+    "grow": lambda v: 0.06 * np.log2(1 + v),
+    "flat": lambda v: 0.0 * v,
+}
+T_TRUE = {("sat", "grow"): 0.5}
+VOLUMES = [0, 4, 16, 64, 256]
+
+
+def _synthetic_records(seeds=3, sd=0.01):
+    rng = np.random.default_rng(0)
+    abilities = list(TRUTH)
+    cfg = StudyConfig(volumes=VOLUMES, seeds=seeds, bootstrap=40)
+    records = []
+    for spec in run_specs(cfg, abilities, dict.fromkeys(abilities, 1000), 0):
+        scores = {}
+        for a in abilities:
+            own = TRUTH[a](spec.mixture[a])
+            others = sum(T_TRUE.get((a, b), 0.0) * TRUTH[a](spec.mixture[b]) for b in abilities if b != a)
+            scores[a] = float(own + others + rng.normal(0, sd))
+        records.append({**spec.to_dict(), "scores": scores, "status": "FINISHED"})
+    return cfg, abilities, records
+
+
+def _result(cfg, abilities, records):
+    return {
+        "abilities": abilities,
+        "weights": dict.fromkeys(abilities, 1.0),
+        "caps": dict.fromkeys(abilities, 1000),
+        "analysis": analyze(records, abilities, cfg, seeds=cfg.seeds),
+    }
+
+
+def test_analysis_of_synthetic_runs_finds_the_known_dynamics():
+    cfg, abilities, records = _synthetic_records()
+    result = _result(cfg, abilities, records)
+    a = result["analysis"]
+    iso = a["growth"]["isolated"]
+    assert {k: iso[k]["verdict"] for k in abilities} == {"sat": "saturated", "grow": "growing", "flat": "resistant"}
+    assert iso["sat"]["gain"] == pytest.approx(0.8, abs=0.03)
+    assert iso["grow"]["sensitivity"] == pytest.approx(0.06, abs=0.01)
+    t = a["transference"]["matrix"]
+    assert t["sat"]["grow"] == pytest.approx(0.5, abs=0.05)
+    assert abs(t["grow"]["sat"]) < 0.1
+    assert t["flat"]["sat"] is None  # flat's own data does not move it: no relative transference
+    assert a["complexity"]["flat"] == 1.0 and a["complexity"]["sat"] < a["complexity"]["grow"]
+    # the joint design sees sat's own data plus the transfer from grow
+    assert a["growth"]["joint"]["sat"]["gain"] == pytest.approx(0.8 + 0.5 * 0.8, abs=0.05)
+    json.dumps(result)  # JSON-safe: no inf or NaN
+    lines = summary_lines(a, abilities)
+    assert any(line.split()[:1] == ["sat"] and "saturated" in line for line in lines)
+
+
+def test_recommend_puts_the_budget_where_it_still_pays(tmp_path):
+    cfg, abilities, records = _synthetic_records()
+    result = _result(cfg, abilities, records)
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(result))
+    rec = recommend(path, budget=300)
+    assert sum(rec.counts.values()) == 300
+    # sat is worth ~0.8 after a few dozen examples (and grow's data lifts it too); flat is worth nothing
+    assert rec.counts["flat"] == 0 and rec.counts["sat"] < rec.counts["grow"]
+    assert rec.counts["sat"] >= 10
+    assert rec.objective["lo"] <= rec.objective["score"] <= rec.objective["hi"]
+    uniform = rec.alternatives["uniform"]["objective"]["score"]
+    assert rec.objective["score"] > uniform
+    assert rec.rationale["flat"].startswith("resistant") and rec.rationale["grow"].startswith("still growing")
+    assert rec.extrapolated == ["grow"]  # 256 was the largest volume measured
+    assert sum(rec.alternatives["doit_rule"]["counts"].values()) == 300
+    # minimum and maximum are honoured
+    bounded = recommend(result, budget=300, minimum={"flat": 20}, maximum={"grow": 150})
+    assert bounded.counts["flat"] >= 20 and bounded.counts["grow"] <= 150 and sum(bounded.counts.values()) == 300
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"budget": 10**6}, "budget 1,000,000 must be in 1..3,000"),
+        ({"budget": 100, "weights": {"poetry": 1.0}}, "weights names 'poetry'"),
+        ({"budget": 100, "weights": {"sat": 0.0}}, "must not all be zero"),
+        ({"budget": 100, "minimum": {"sat": 80, "grow": 80}}, "no allocation"),
+    ],
+)
+def test_recommend_errors_are_user_errors(kwargs, message):
+    cfg, abilities, records = _synthetic_records(seeds=1)
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        recommend(_result(cfg, abilities, records), **kwargs)
+
+
+def _study_config(tmp_path):
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["suite"]["abilities"] = ["first", "copy", "upper"]
+    cfg["study"] = {"volumes": [0, 8, 32], "seeds": 1, "bootstrap": 20}
+    cfg["budget"] = 60
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    proc = run_cli(
+        "study", "--config", str(_study_config(tmp_path)), "--tracking-uri", uri, "--output", "s.json", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads((tmp_path / "s.json").read_text())
+    # 2 positive volumes x (1 joint + 3 isolated) x 1 seed
+    assert len(out["runs"]) == 8 and all(r["status"] == "FINISHED" for r in out["runs"])
+    assert {r["name"] for r in out["runs"]} >= {"joint-v8-s0", "isolated-copy-v32-s0"}
+    assert all(len(r["data_hash"]) == 64 for r in out["runs"])
+    growth = out["analysis"]["growth"]
+    assert set(growth) == {"joint", "isolated"} and set(growth["isolated"]) == {"first", "copy", "upper"}
+    for g in growth["isolated"].values():
+        assert g["curve"]["model"] in ("loglin", "exp", "power")
+        assert g["verdict"] in ("resistant", "saturated", "growing")
+        assert len(g["points"]["v"]) == 3  # the base and two volumes, one seed
+    assert set(out["analysis"]["transference"]["matrix"]) == {"first", "copy", "upper"}
+    assert "recommendation for 60 examples" in proc.stdout and "isolated design" in proc.stdout
+
+    client = MlflowClient(uri)
+    parent = client.get_run(out["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["allocator.kind"] == "study"
+    children = client.search_runs(
+        [out["mlflow"]["experiment_id"]], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert len(children) == 8 and {r.info.status for r in children} == {"FINISHED"}
+    assert {r.data.tags["allocator.kind"] for r in children} == {"study-joint", "study-isolated"}
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"study.json", "pool.json", "growth_table.txt", "growth_curves.png", "transference.png"} <= names
+
+    # recommend for a new budget, from the file and from the MLflow run, without training
+    by_file = run_cli("recommend", "--from", "s.json", "--budget", "90", "--json", cwd=tmp_path)
+    assert by_file.returncode == 0, by_file.stderr
+    rec = json.loads(by_file.stdout)
+    assert sum(rec["counts"].values()) == 90
+    by_run = run_cli(
+        "recommend", "--from", parent.info.run_id, "--budget", "90", "--json", "--tracking-uri", uri, cwd=tmp_path
+    )
+    assert by_run.returncode == 0, by_run.stderr
+    assert json.loads(by_run.stdout)["counts"] == rec["counts"]
+    bad = run_cli("recommend", "--from", "nope", "--budget", "90", "--tracking-uri", uri, cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--from nope" in bad.stderr
+    assert not math.isnan(rec["objective"]["score"])
+
+
+def test_cli_study_bad_volumes_is_a_user_error(tmp_path, run_cli):
+    proc = run_cli("study", "--volumes", "0,a", cwd=tmp_path)
+    assert proc.returncode == 2 and "--volumes 0,a: expected integers" in proc.stderr
+    proc = run_cli("study", "--volumes", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and "study.volumes: List should have at least 2 items" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow  # minutes: 7 abilities x 2 volumes x (joint + isolated) x 2 seeds on the smoke sizes
+def test_study_on_the_built_in_suite_with_a_reduced_grid(tmp_path, cache_dir):
+    import allocator
+
+    s = allocator.study(
+        str(SMOKE),
+        study={"volumes": [0, 16, 64], "seeds": 2, "bootstrap": 50},
+        tracking={"uri": f"sqlite:///{tmp_path / 'store.db'}"},
+        storage_path=str(tmp_path / "runs"),
+        printer=lambda line: None,
+    )
+    assert len(s.runs) == 2 * (1 + 7) * 2
+    assert set(s.analysis["growth"]["isolated"]) == set(s.abilities) and len(s.abilities) == 7
+    rec = allocator.recommend(s, budget=300)
+    assert sum(rec.counts.values()) == 300
+    assert set(rec.rationale) == set(s.abilities)
