@@ -4,7 +4,8 @@ Pure functions of the run records (allocator.study) plus the figures; the math
 lives in allocator.growth and allocator.transference. The *own* curve of an
 ability, used for complexity and the tailored allocation, comes from the
 isolated design when it ran (its own data only, so transference is separate)
-and from the joint design otherwise.
+and from the joint design otherwise. Curves are fitted under the normalized
+score's ceiling of 1 (a perfect model; allocator.growth).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def analyze(
         growth[design] = {}
         for i, a in enumerate(abilities):
             vs, ys = points(records, design, a, seeds)
-            g, boot = describe(vs, ys, min_gain=study.min_gain, draws=study.bootstrap, seed=i, models=study.models)
+            g, boot = describe(
+                vs, ys, min_gain=study.min_gain, draws=study.bootstrap, seed=i, models=study.models, ceiling=1.0
+            )
             growth[design][a] = {**g.to_dict(), "boot": [b.params for b in boot], "points": {"v": vs, "y": ys}}
     own = "isolated" if "isolated" in study.designs else "joint"
     out: dict[str, Any] = {"own_design": own, "volumes": list(study.volumes), "growth": growth}

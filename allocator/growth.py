@@ -9,6 +9,10 @@ training examples, ``y0`` being the score with no data:
 - ``loglin``: ``y0 + k * log2(1 + v)``: a constant gain per doubling, never saturates.
 
 ``g`` and ``k`` may be negative (an ability that data hurts is monotone too).
+With a ``ceiling`` (1 for the normalized scores of allocator.scoring: a perfect
+model) a saturating model's plateau ``y0 + g`` is bounded by it, and every
+prediction is clipped to it: a near-linear fit must not extrapolate past
+perfect.
 Each is fitted by least squares with variable projection: for fixed shape
 parameters (``s``, ``alpha``) the model is linear in ``(y0, g)``, solved
 exactly; the shape is found on a log grid and refined by Nelder-Mead, so fits
@@ -27,8 +31,8 @@ positive volume measured):
   ``v`` in [vmin/2, vmax/2] (the steepest region of the curve, per doubling);
 - **saturation volume**: where the curve reaches 90% of its asymptotic gain
   (closed form; beyond vmax it is an extrapolation, and ``inf`` for ``loglin``);
-- **still growing**: the last doubling, ``f(vmax) - f(vmax/2)``, gains at least
-  half the average gain per doubling over [vmin, vmax];
+- **still growing**: the curve has not reached 90% of its plateau within the
+  grid (saturation volume beyond vmax; always, for ``loglin``);
 - **verdict**: ``resistant`` when the gain is below ``min_gain`` or its interval
   contains 0 (the ability barely moves, or data hurts it), else ``growing`` or
   ``saturated`` by the rule above.
@@ -62,13 +66,16 @@ def _basis(model: str, v: np.ndarray, shape: Sequence[float]) -> np.ndarray:
 
 
 def predict(model: str, params: dict[str, float], v: np.ndarray | float) -> np.ndarray:
-    """The fitted score at volume(s) ``v``."""
+    """The fitted score at volume(s) ``v`` (never above ``params["ceiling"]`` when set)."""
     v = np.asarray(v, dtype=float)
     if model == "loglin":
-        return params["y0"] + params["k"] * _basis(model, v, ())
-    if model == "exp":
-        return params["y0"] + params["g"] * _basis(model, v, (params["s"],))
-    return params["y0"] + params["g"] * _basis(model, v, (params["s"], params["alpha"]))
+        y = params["y0"] + params["k"] * _basis(model, v, ())
+    elif model == "exp":
+        y = params["y0"] + params["g"] * _basis(model, v, (params["s"],))
+    else:
+        y = params["y0"] + params["g"] * _basis(model, v, (params["s"], params["alpha"]))
+    c = params.get("ceiling")
+    return np.minimum(y, c) if c is not None else y
 
 
 def _linear(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -79,26 +86,45 @@ def _linear(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(coef[0]), float(coef[1]), rss
 
 
-def _rss_many(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Residual sums of squares of ``y ~ y0 + c * x[j]`` for every row ``x[j]`` at once."""
-    xc = x - x.mean(axis=1, keepdims=True)
+def _capped(x: np.ndarray, y: np.ndarray, ceiling: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares ``y ~ y0 + g * x[j]`` for every row ``x[j]`` (a saturating basis, in
+    [0, 1)) with the asymptote ``y0 + g`` at most ``ceiling``: (y0, g, rss) per row. The
+    problem is convex, so where the free optimum breaks the bound the optimum lies on it,
+    ``g = ceiling - y0``, which leaves one free parameter."""
+    x = np.atleast_2d(x)
+    xm = x.mean(axis=1, keepdims=True)
+    xc = x - xm
     yc = y - y.mean()
     sxx = np.sum(xc * xc, axis=1)
-    sxy = xc @ yc
-    explained = np.divide(sxy * sxy, sxx, out=np.zeros_like(sxx), where=sxx > 1e-300)
-    return np.maximum(float(yc @ yc) - explained, 0.0)
+    g = np.divide(xc @ yc, sxx, out=np.zeros_like(sxx), where=sxx > 1e-300)
+    y0 = y.mean() - g * xm[:, 0]
+    if ceiling is not None:
+        over = y0 + g > ceiling
+        if np.any(over):
+            z = 1.0 - x[over]
+            zz = np.sum(z * z, axis=1)
+            num = z @ y - ceiling * np.sum(z * x[over], axis=1)
+            b0 = np.divide(num, zz, out=np.full_like(zz, ceiling), where=zz > 0)
+            y0[over], g[over] = b0, ceiling - b0
+    rss = np.sum((y0[:, None] + g[:, None] * x - y) ** 2, axis=1)
+    return y0, g, rss
 
 
 def _fit_model(
-    model: str, v: np.ndarray, y: np.ndarray, start: Sequence[float] | None = None
+    model: str, v: np.ndarray, y: np.ndarray, start: Sequence[float] | None = None, ceiling: float | None = None
 ) -> tuple[dict[str, float], float]:
     """Least-squares parameters of ``model`` and the residual sum of squares. ``start``
-    (shape parameters) skips the grid: the bootstrap starts from the full-data fit."""
+    (shape parameters) skips the grid: the bootstrap starts from the full-data fit.
+    ``ceiling`` bounds a saturating model's plateau and clips predictions."""
     from scipy.optimize import minimize  # here: `import allocator` stays light
 
     if model == "loglin":
         y0, k, rss = _linear(_basis(model, v, ()), y)
-        return {"y0": y0, "k": k}, rss
+        params = {"y0": y0, "k": k}
+        if ceiling is not None:  # fitted free, then clipped: the log has no plateau to bound
+            params["ceiling"] = ceiling
+            rss = float(np.sum((predict(model, params, v) - y) ** 2))
+        return params, rss
     vpos = v[v > 0]
     vmax = float(v.max()) if v.size else 1.0
     lo = math.log(max(float(vpos.min()) / 10, 0.05) if vpos.size else 0.05)
@@ -108,7 +134,7 @@ def _fit_model(
     zlo, zhi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
     def rss_of(z: np.ndarray) -> float:
-        return _linear(_basis(model, v, np.exp(np.clip(z, zlo, zhi))), y)[2]
+        return float(_capped(_basis(model, v, np.exp(np.clip(z, zlo, zhi))), y, ceiling)[2][0])
 
     if start is None:
         axes = [np.linspace(lo, hi, 80)] + ([] if model == "exp" else [np.linspace(zlo[1], zhi[1], 40)])
@@ -118,17 +144,19 @@ def _fit_model(
             x = 1.0 - np.exp(-v[None, :] / sh[:, :1])
         else:
             x = 1.0 - (1.0 + v[None, :] / sh[:, :1]) ** (-sh[:, 1:2])
-        z0 = zs[int(np.argmin(_rss_many(x, y)))]
+        z0 = zs[int(np.argmin(_capped(x, y, ceiling)[2]))]
     else:
         z0 = np.clip(np.log(np.asarray(start, dtype=float)), zlo, zhi)
     res = minimize(rss_of, z0, method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-14, "maxiter": 1000})
     z = np.clip(res.x if res.fun <= rss_of(z0) else z0, zlo, zhi)
     shape = np.exp(z)
-    y0, g, rss = _linear(_basis(model, v, shape), y)
-    params = {"y0": y0, "g": g, "s": float(shape[0])}
+    y0s, gs, rsss = _capped(_basis(model, v, shape), y, ceiling)
+    params = {"y0": float(y0s[0]), "g": float(gs[0]), "s": float(shape[0])}
     if model == "power":
         params["alpha"] = float(shape[1])
-    return params, rss
+    if ceiling is not None:
+        params["ceiling"] = ceiling
+    return params, float(rsss[0])
 
 
 def _aicc(rss: float, n: int, k: int) -> float:
@@ -182,7 +210,9 @@ class Curve:
         return {"model": self.model, "params": self.params, "rss": self.rss, "n": self.n, "aicc": self.aicc}
 
 
-def fit_curve(volumes: Sequence[float], scores: Sequence[float], models: Sequence[str] = MODELS) -> Curve:
+def fit_curve(
+    volumes: Sequence[float], scores: Sequence[float], models: Sequence[str] = MODELS, ceiling: float | None = None
+) -> Curve:
     """Fit every model in ``models`` to the points ``(volumes[i], scores[i])`` (replicates
     welcome) and return the one with the lowest AICc, preferring simpler ones within 2."""
     v = np.asarray(volumes, dtype=float)
@@ -196,7 +226,7 @@ def fit_curve(volumes: Sequence[float], scores: Sequence[float], models: Sequenc
     for m in models:
         if m not in _N_PARAMS:
             raise ValueError(f"unknown growth model {m!r} (expected one of {', '.join(MODELS)})")
-        params, rss = _fit_model(m, v, y)
+        params, rss = _fit_model(m, v, y, ceiling=ceiling)
         fits[m] = (params, rss)
         aicc[m] = _aicc(rss, v.size, _N_PARAMS[m])
     ordered = sorted(models, key=lambda m: _N_PARAMS[m])
@@ -209,7 +239,12 @@ def fit_curve(volumes: Sequence[float], scores: Sequence[float], models: Sequenc
 
 
 def bootstrap(
-    volumes: Sequence[float], scores: Sequence[float], model: str, draws: int = 200, seed: int = 0
+    volumes: Sequence[float],
+    scores: Sequence[float],
+    model: str,
+    draws: int = 200,
+    seed: int = 0,
+    ceiling: float | None = None,
 ) -> list[Curve]:
     """``draws`` refits of ``model`` to data resampled within each volume (replicates
     drawn with replacement), for confidence bands and intervals of derived quantities."""
@@ -217,12 +252,12 @@ def bootstrap(
     y = np.asarray(scores, dtype=float)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(v == u) for u in np.unique(v)]
-    full, _ = _fit_model(model, v, y)
+    full, _ = _fit_model(model, v, y, ceiling=ceiling)
     start = [full[k] for k in ("s", "alpha") if k in full] or None
     out = []
     for _ in range(draws):
         idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
-        params, rss = _fit_model(model, v[idx], y[idx], start)
+        params, rss = _fit_model(model, v[idx], y[idx], start, ceiling)
         out.append(Curve(model, params, rss, int(idx.size), float(v.max())))
     return out
 
@@ -254,13 +289,6 @@ def _sensitivity(f: Curve, vmin: float, vmax: float) -> float:
     return float(np.max(f(2 * v) - f(v)))
 
 
-def _growing(f: Curve, vmin: float, vmax: float) -> bool:
-    doublings = math.log2(vmax / vmin) if vmax > vmin > 0 else 1.0
-    per_doubling = float(f(vmax) - f(vmin)) / doublings
-    last = float(f(vmax) - f(vmax / 2))
-    return per_doubling > 0 and last >= 0.5 * per_doubling
-
-
 def _interval(values: Sequence[float], level: float = 0.9) -> tuple[float, float]:
     lo, hi = np.quantile(np.asarray(values, dtype=float), [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
@@ -274,19 +302,21 @@ def describe(
     draws: int = 200,
     seed: int = 0,
     models: Sequence[str] = MODELS,
+    ceiling: float | None = None,
 ) -> tuple[Growth, list[Curve]]:
     """Fit, bootstrap and derive (module doc); returns the description and the
     bootstrap curves (for bands and for propagating uncertainty downstream)."""
     v = np.asarray(volumes, dtype=float)
-    f = fit_curve(v, scores, models)
-    boot = bootstrap(v, scores, f.model, draws, seed)
+    f = fit_curve(v, scores, models, ceiling)
+    boot = bootstrap(v, scores, f.model, draws, seed, ceiling)
     vpos = v[v > 0]
     vmin = float(vpos.min()) if vpos.size else 1.0
     vmax = float(v.max())
     gain = float(f(vmax) - f(0.0))
     gain_ci = _interval([float(b(vmax) - b(0.0)) for b in boot])
     sens_ci = _interval([_sensitivity(b, vmin, vmax) for b in boot])
-    growing = _growing(f, vmin, vmax)
+    saturation = f.volume_reaching(0.9)
+    growing = saturation > vmax
     if gain < min_gain or gain_ci[0] <= 0.0 <= gain_ci[1]:
         verdict = "resistant"
     else:
@@ -298,7 +328,7 @@ def describe(
         gain_ci=gain_ci,
         sensitivity=_sensitivity(f, vmin, vmax),
         sensitivity_ci=sens_ci,
-        saturation_volume=f.volume_reaching(0.9),
+        saturation_volume=saturation,
         half_volume=f.volume_reaching(0.5, gain) if gain > 0 else math.inf,
         still_growing=growing,
         verdict=verdict,

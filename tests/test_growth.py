@@ -218,3 +218,24 @@ def test_doit_rule_cuts_saturated_abilities_and_feeds_growing_ones():
     assert capped == {"s": 30, "g1": 120, "g2": 150, "r": 100}
     with pytest.raises(ValueError):
         doit_rule(verdicts, {"s": 30.0, "g1": 1, "g2": 1, "r": 1}, 400, caps=dict.fromkeys(verdicts, 50))
+
+
+def test_a_ceiling_bounds_the_plateau_and_every_prediction():
+    y = np.minimum(GRID / 1100, 1.0)  # near-linear up to 0.93: unbounded, an exp fit would pass 1 soon after
+    free = fit_curve(GRID, y, models=["exp"])
+    assert float(free(1e5)) > 1.5
+    capped = fit_curve(GRID, y, ceiling=1.0)
+    assert capped.params["ceiling"] == 1.0
+    assert float(np.max(capped(np.geomspace(1, 1e6, 50)))) <= 1.0
+    if capped.saturates:
+        assert capped.params["y0"] + capped.params["g"] <= 1.0 + 1e-12
+    # the bounded least squares is the best bounded fit: no feasible (y0, g) at the same shape does better
+    c = fit_curve(GRID, y, models=["exp"], ceiling=1.0)
+    x = 1 - np.exp(-GRID / c.params["s"])
+    best = min(
+        float(np.sum((y0 + g * x - y) ** 2))
+        for y0 in np.linspace(-0.1, 0.1, 81)
+        for g in np.linspace(0.5, 1.2, 141)
+        if y0 + g <= 1.0
+    )
+    assert c.rss <= best + 1e-9
