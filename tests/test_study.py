@@ -185,6 +185,38 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--from nope" in bad.stderr
     assert not math.isnan(rec["objective"]["score"])
 
+    # confirm: uniform, tailored and DoIT-rule mixtures trained afresh, one seed each here
+    conf = run_cli(
+        "confirm",
+        "--config",
+        str(_study_config(tmp_path)),
+        "--from",
+        "s.json",
+        "--budget",
+        "60",
+        "--seeds",
+        "1",
+        "--tracking-uri",
+        uri,
+        "--output",
+        "c.json",
+        cwd=tmp_path,
+    )
+    assert conf.returncode == 0, conf.stdout[-3000:] + conf.stderr[-3000:]
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert list(c["mixtures"]) == ["uniform", "tailored", "doit_rule"]
+    assert all(sum(m.values()) == 60 for m in c["mixtures"].values())
+    assert c["mixtures"]["tailored"] == c["recommendation"]["counts"]
+    assert [r["seed"] for r in c["runs"]] == [1000, 1000, 1000]  # fresh: the study trained with seed 0
+    assert {r["name"] for r in c["runs"]} == {"uniform-s0", "tailored-s0", "doit_rule-s0"}
+    for name, summ in c["summary"].items():
+        run = next(r for r in c["runs"] if r["name"] == f"{name}-s0")
+        assert summ["objective"]["values"] == [run["objective"]]
+    assert "vs uniform" in conf.stdout
+    parent = client.get_run(c["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["allocator.kind"] == "confirm"
+    assert {"confirm.json", "confirm_table.txt"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
 
 def test_cli_study_bad_volumes_is_a_user_error(tmp_path, run_cli):
     proc = run_cli("study", "--volumes", "0,a", cwd=tmp_path)
