@@ -62,6 +62,17 @@ def _load(study_result: Any) -> dict[str, Any]:
     return dict(study_result)
 
 
+_NEEDED = ("abilities", "weights", "caps", "analysis")
+
+
+def _checked(s: Mapping[str, Any], source: Any) -> Mapping[str, Any]:
+    missing = [k for k in _NEEDED if k not in s]
+    if missing or "growth" not in s.get("analysis", {}):
+        what = source if isinstance(source, str | Path) else "the given object"
+        raise UserError(f"{what}: not a study result (missing {(missing or ['analysis.growth'])[0]!r})")
+    return s
+
+
 def _rationale(g: Mapping[str, Any], n: int) -> str:
     sat = g["saturation_volume"]
     sat_s = "no plateau in the fitted model" if sat is None else f"90% of its plateau at ~{sat:.0f} examples"
@@ -82,7 +93,7 @@ def recommend(
 ) -> Recommendation:
     """Counts per ability summing to ``budget`` from a study (a ``StudyResult``, its
     dict, or the path of its ``--output`` JSON); ``weights`` default to the study's."""
-    s = _load(study_result)
+    s = _checked(_load(study_result), study_result)
     abilities: list[str] = s["abilities"]
     analysis = s["analysis"]
     own = analysis["own_design"]

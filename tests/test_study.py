@@ -115,6 +115,13 @@ def test_recommend_puts_the_budget_where_it_still_pays(tmp_path):
     assert bounded.counts["flat"] >= 20 and bounded.counts["grow"] <= 150 and sum(bounded.counts.values()) == 300
 
 
+def test_recommend_from_a_file_that_is_not_a_study(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text(json.dumps({"best": {}}))
+    with pytest.raises(UserError, match=r"out\.json: not a study result"):
+        recommend(path, budget=10)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
