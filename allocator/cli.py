@@ -121,35 +121,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    import yaml
-
     from allocator.config import load_config
 
     overrides: dict[str, Any] = {}
     for key in ("trials", "budget", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    if args.ray_address is not None:
-        overrides["ray"] = {"address": args.ray_address}
-    if args.tracking_uri is not None:
-        overrides["tracking"] = {"uri": args.tracking_uri}
+    overrides.update(_cluster_overrides(args))
     cfg = load_config(args.config, overrides)
     _check_output(args.output)
-    print("resolved config:")
-    print("  " + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip().replace("\n", "\n  "), flush=True)
+    _print_config(cfg)
 
-    from allocator.optimize import optimize, write_json
+    from allocator.optimize import optimize
 
     result = optimize(cfg)
-    if args.output:
-        write_json(args.output, result.to_dict())
-        print(f"result written to {args.output}")
+    _write_result(args.output, result.to_dict())
     return 0
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    import yaml
-
     from allocator.config import load_config
     from allocator.errors import UserError
 
@@ -164,29 +154,47 @@ def cmd_study(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"study": study_over} if study_over else {}
     if args.budget is not None:
         overrides["budget"] = args.budget
-    if args.ray_address is not None:
-        overrides["ray"] = {"address": args.ray_address}
-    if args.tracking_uri is not None:
-        overrides["tracking"] = {"uri": args.tracking_uri}
+    overrides.update(_cluster_overrides(args))
     cfg = load_config(args.config, overrides)
     _check_output(args.output)
-    print("resolved config:")
-    print("  " + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip().replace("\n", "\n  "), flush=True)
+    _print_config(cfg)
 
-    from allocator.optimize import write_json
     from allocator.recommend import recommend
     from allocator.study import study
 
     result = study(cfg)
-    if args.output:
-        write_json(args.output, result.to_dict())
-        print(f"result written to {args.output}")
+    _write_result(args.output, result.to_dict())
     if cfg.budget > sum(result.caps.values()):
         print(f"(no recommendation: the budget {cfg.budget:,} is more than the pools hold)")
         return 0
     for line in _recommendation_lines(recommend(result, budget=cfg.budget), cfg.budget):
         print(line)
     return 0
+
+
+def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--ray-address and --tracking-uri as config overrides."""
+    out: dict[str, Any] = {}
+    if args.ray_address is not None:
+        out["ray"] = {"address": args.ray_address}
+    if args.tracking_uri is not None:
+        out["tracking"] = {"uri": args.tracking_uri}
+    return out
+
+
+def _print_config(cfg: Any) -> None:
+    import yaml
+
+    print("resolved config:")
+    print("  " + yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip().replace("\n", "\n  "), flush=True)
+
+
+def _write_result(path: str | None, obj: Any) -> None:
+    from allocator.optimize import write_json
+
+    if path:
+        write_json(path, obj)
+        print(f"result written to {path}")
 
 
 def _check_output(path: str | None) -> None:
@@ -257,18 +265,13 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from allocator.config import load_config
     from allocator.errors import UserError
 
-    overrides: dict[str, Any] = {}
-    if args.ray_address is not None:
-        overrides["ray"] = {"address": args.ray_address}
-    if args.tracking_uri is not None:
-        overrides["tracking"] = {"uri": args.tracking_uri}
+    overrides = _cluster_overrides(args)
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: must be at least 1")
     cfg = load_config(args.config, overrides)
     _check_output(args.output)
     budget = args.budget if args.budget is not None else cfg.budget
 
-    from allocator.optimize import write_json
     from allocator.recommend import recommend
     from allocator.study import confirm
 
@@ -281,11 +284,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         "doit_rule": rec.alternatives["doit_rule"]["counts"],
     }
     result = confirm(cfg, mixtures, seeds=args.seeds)
-    if args.output:
-        out = result.to_dict()
-        out["recommendation"] = rec.to_dict()
-        write_json(args.output, out)
-        print(f"result written to {args.output}")
+    _write_result(args.output, {**result.to_dict(), "recommendation": rec.to_dict()})
     return 0
 
 

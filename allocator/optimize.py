@@ -20,7 +20,7 @@ from typing import Any
 
 from allocator.config import OptimizeConfig, load_config, merge
 
-__all__ = ["OptimizeResult", "Prepared", "optimize", "prepare", "prepare_pools"]
+__all__ = ["OptimizeResult", "Prepared", "concurrency", "open_parent", "optimize", "prepare", "prepare_pools"]
 
 
 @dataclass
@@ -153,6 +153,30 @@ def prepare(
     return Prepared(pools, tok, base, base_scores, weights, uri)
 
 
+def concurrency(cfg: OptimizeConfig) -> int:
+    """Trials at a time on the Ray that ``connect`` reached (ray_cluster.resources)."""
+    import ray
+
+    from ray_cluster import max_concurrent_trials
+
+    r = cfg.resources
+    return max_concurrent_trials(
+        ray.cluster_resources(), r.cpus_per_trial, r.gpus_per_trial, cfg.search.max_concurrent_trials
+    )
+
+
+def open_parent(tracker: Any, cfg: OptimizeConfig, prep: Prepared, kind: str) -> tuple[str, str]:
+    """Start a job's MLflow parent run (config, pool summary, the base's raw scores);
+    returns ``(run id, run name)``."""
+    run_name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent = tracker.start_parent(
+        run_name, cfg.to_dict(), {"allocator.base_digest": prep.base.meta["digest"]}, kind=kind
+    )
+    tracker.log_json(parent, prep.pools.summary, "pool.json")
+    tracker.log_metrics(parent, _flat_base(prep.base_scores), step=0)
+    return parent, run_name
+
+
 def optimize(
     config: OptimizeConfig | dict | str | Path | None = None,
     *,
@@ -168,7 +192,7 @@ def optimize(
     # heavy imports (Ray, torch) here, not at module level: `allocator --help` stays fast
     from allocator.search import run_search
     from allocator.tracking import open_tracker, ui_command
-    from ray_cluster import connect, disconnect, max_concurrent_trials, trial_resources
+    from ray_cluster import connect, disconnect, trial_resources
 
     t_start = time.perf_counter()
     out = printer or (lambda s: print(s, flush=True))
@@ -182,19 +206,9 @@ def optimize(
     started_ray = connect(cfg.ray.address, cfg.ray.num_cpus)
     tracker = None
     try:
-        import ray
-
-        conc = max_concurrent_trials(
-            ray.cluster_resources(),
-            cfg.resources.cpus_per_trial,
-            cfg.resources.gpus_per_trial,
-            cfg.search.max_concurrent_trials,
-        )
+        conc = concurrency(cfg)
         tracker = open_tracker(uri, cfg.tracking.experiment)
-        run_name = f"optimize-{time.strftime('%Y%m%d-%H%M%S')}"
-        parent = tracker.start_parent(run_name, cfg.to_dict(), {"allocator.base_digest": base.meta["digest"]})
-        tracker.log_json(parent, pools.summary, "pool.json")
-        tracker.log_metrics(parent, _flat_base(base_scores), step=0)
+        parent, run_name = open_parent(tracker, cfg, prep, "optimize")
         unit = cfg.budget_unit
         out(f"searching {cfg.trials} mixtures of {cfg.budget} {unit} + the uniform baseline, {conc} at a time")
         setup = {
@@ -207,6 +221,7 @@ def optimize(
             "heldout": pools.heldout,
             "metrics": pools.metrics,
             "max_new": pools.max_new,
+            "max_repeats": pools.max_repeats,
             "base_scores": base_scores,
             "weights": weights,
         }

@@ -30,7 +30,7 @@ from allocator import scoring
 from allocator.mixtures import allocate, uniform_point
 from allocator.tracking import Tracker
 
-__all__ = ["TrialRecord", "run_search", "trial_error_line", "trial_metrics"]
+__all__ = ["TrialRecord", "run_search", "train_trial", "trial_error_line", "trial_metrics"]
 
 
 def trial_metrics(
@@ -74,12 +74,12 @@ def _point(config: Mapping[str, float], abilities: list[str]) -> dict[str, float
     return {a: float(config[f"u_{a}"]) for a in abilities}
 
 
-def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
-    """Runs in a Ray worker: one proxy fine-tune on the mixture ``params`` stands for."""
+def train_trial(setup: Mapping[str, Any], mixture: Mapping[str, int], seed: int) -> None:
+    """Runs in a Ray worker: one proxy fine-tune on ``mixture``, reporting ``trial_metrics``
+    to Tune at each evaluation (``setup``: see ``run_search``)."""
     from trainers.proxy import run_proxy
 
     cfg = setup["config"]
-    mixture = allocate(_point(params, setup["abilities"]), setup["plan"])
 
     def report(step: int, raw: dict[str, dict[str, float]]) -> None:
         tune.report({"step": step, **trial_metrics(raw, setup["metrics"], setup["base_scores"], setup["weights"])})
@@ -94,10 +94,15 @@ def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
         metrics=setup["metrics"],
         max_new=setup["max_new"],
         mixture=mixture,
-        seed=cfg["seed"],
-        max_repeats=setup["plan"]["max_repeats"],
+        seed=seed,
+        max_repeats=setup["max_repeats"],
         report=report,
     )
+
+
+def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
+    """One trial of the search: the mixture ``params`` stands for."""
+    train_trial(setup, allocate(_point(params, setup["abilities"]), setup["plan"]), setup["config"]["seed"])
 
 
 def trial_error_line(trial: Any) -> str:
@@ -199,7 +204,7 @@ def run_search(
     ``setup`` is what every trial receives (through Ray's object store): ``config``,
     ``abilities``, ``plan`` (allocator.mixtures.allocate), ``base_weights``,
     ``tokenizer`` (a spec), ``train`` (tokenized prefixes), ``heldout``, ``metrics``,
-    ``max_new``, ``base_scores`` and ``weights``."""
+    ``max_new``, ``max_repeats``, ``base_scores`` and ``weights``."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 

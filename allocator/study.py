@@ -88,31 +88,10 @@ class StudyResult:
 
 def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
     """Runs in a Ray worker: one proxy fine-tune of the study grid."""
-    from ray import tune
+    from allocator.search import train_trial
 
-    from allocator.search import trial_metrics
-    from trainers.proxy import run_proxy
-
-    cfg = setup["config"]
     spec = setup["specs"][params["run"]]
-
-    def report(step: int, raw: dict[str, dict[str, float]]) -> None:
-        tune.report({"step": step, **trial_metrics(raw, setup["metrics"], setup["base_scores"], setup["weights"])})
-
-    run_proxy(
-        base_weights=setup["base_weights"],
-        model_cfg=cfg["model"],
-        proxy=cfg["proxy"],
-        tokenizer=setup["tokenizer"],
-        train=setup["train"],
-        heldout=setup["heldout"],
-        metrics=setup["metrics"],
-        max_new=setup["max_new"],
-        mixture=spec["mixture"],
-        seed=spec["seed"],
-        max_repeats=setup["max_repeats"],
-        report=report,
-    )
+    train_trial(setup, spec["mixture"], spec["seed"])
 
 
 def _run_log(tracker: Any, specs: list[RunSpec], data_hash: Callable, abilities: list[str], printer: Callable) -> Any:
@@ -212,9 +191,9 @@ def _run_job(
     parent ends FINISHED only after ``finish`` returns."""
     from ray import tune
 
-    from allocator.optimize import _flat_base, prepare
+    from allocator.optimize import concurrency, open_parent, prepare
     from allocator.tracking import open_tracker
-    from ray_cluster import connect, disconnect, max_concurrent_trials, trial_resources
+    from ray_cluster import connect, disconnect, trial_resources
 
     t_start = time.perf_counter()
     prep = prepare(cfg, out)
@@ -226,21 +205,9 @@ def _run_job(
     started_ray = connect(cfg.ray.address, cfg.ray.num_cpus)
     tracker = None
     try:
-        import ray
-
-        conc = max_concurrent_trials(
-            ray.cluster_resources(),
-            cfg.resources.cpus_per_trial,
-            cfg.resources.gpus_per_trial,
-            cfg.search.max_concurrent_trials,
-        )
+        conc = concurrency(cfg)
         tracker = open_tracker(prep.uri, cfg.tracking.experiment)
-        run_name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-        parent = tracker.start_parent(
-            run_name, cfg.to_dict(), {"allocator.base_digest": prep.base.meta["digest"]}, kind=kind
-        )
-        tracker.log_json(parent, pools.summary, "pool.json")
-        tracker.log_metrics(parent, _flat_base(prep.base_scores), step=0)
+        parent, run_name = open_parent(tracker, cfg, prep, kind)
         out(f"{kind}: {len(specs)} proxy runs, {conc} at a time")
         setup = {
             "config": cfg.to_dict(),
@@ -340,11 +307,7 @@ def study(
             runs=job.records,
             analysis=analysis,
             pool=pools.summary,
-            mlflow={
-                "tracking_uri": job.prep.uri,
-                "experiment_id": job.tracker.experiment_id,
-                "parent_run_id": job.parent,
-            },
+            mlflow=job.mlflow(),
             config=cfg.to_dict(),
             seconds=round(time.perf_counter() - job.t_start, 1),
         )
@@ -434,11 +397,7 @@ def confirm(
             mixtures={n: dict(m) for n, m in mixtures.items()},
             summary=summary,
             runs=job.records,
-            mlflow={
-                "tracking_uri": job.prep.uri,
-                "experiment_id": job.tracker.experiment_id,
-                "parent_run_id": job.parent,
-            },
+            mlflow=job.mlflow(),
             config=cfg.to_dict(),
             seconds=round(time.perf_counter() - job.t_start, 1),
         )

@@ -43,6 +43,7 @@ def test_failing_trials_are_failed_runs_with_their_error(tmp_path, cache_dir):
             "heldout": pools.heldout,
             "metrics": pools.metrics,
             "max_new": pools.max_new,
+            "max_repeats": pools.max_repeats,
             "base_scores": {a: {"exact_match": 0.0, "loss": 1.0} for a in pools.abilities},
             "weights": cfg.objective_weights(pools.abilities),
         }
