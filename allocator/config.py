@@ -169,8 +169,15 @@ class ProxyConfig(_Section):
 class SearchConfig(_Section):
     """Ray Tune + Optuna over the mixture space (see allocator.mixtures)."""
 
-    sampler: Literal["tpe", "random"] = "tpe"
-    n_startup_trials: int = Field(4, ge=1, description="TPE's random trials before it models the space")
+    sampler: Literal["tpe", "random", "gp", "cmaes", "growth"] = Field(
+        "tpe",
+        description="Optuna's TPE, random, GP or CMA-ES sampler, or allocator's growth-curve model "
+        "(allocator.sampler.GrowthCurveSampler)",
+    )
+    n_startup_trials: int = Field(
+        4, ge=1, description="finished trials (the uniform baseline included) before the sampler models the space"
+    )
+    kappa: float = Field(1.0, ge=0, description="growth: standard deviations of the upper bound it maximizes")
     max_concurrent_trials: int | None = Field(None, gt=0, description="default: as many as the CPUs allow")
 
 

@@ -245,13 +245,23 @@ def bootstrap(
     draws: int = 200,
     seed: int = 0,
     ceiling: float | None = None,
+    resample: str = "replicates",
 ) -> list[Curve]:
-    """``draws`` refits of ``model`` to data resampled within each volume (replicates
-    drawn with replacement), for confidence bands and intervals of derived quantities."""
+    """``draws`` refits of ``model`` to resampled data, for confidence bands and intervals
+    of derived quantities. ``resample="replicates"`` (a study's grid) draws the
+    replicates within each volume with replacement; ``"points"`` (scattered volumes, as
+    a search's trials give) draws the points with positive volume with replacement and
+    keeps the points at volume 0 (the untrained base, measured, not sampled)."""
     v = np.asarray(volumes, dtype=float)
     y = np.asarray(scores, dtype=float)
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(v == u) for u in np.unique(v)]
+    if resample == "replicates":
+        groups = [np.flatnonzero(v == u) for u in np.unique(v)]
+    elif resample == "points":
+        zero, positive = np.flatnonzero(v == 0), np.flatnonzero(v > 0)
+        groups = [positive] + [zero[i : i + 1] for i in range(zero.size)]
+    else:
+        raise ValueError(f"resample must be 'replicates' or 'points', got {resample!r}")
     full, _ = _fit_model(model, v, y, ceiling=ceiling)
     start = [full[k] for k in ("s", "alpha") if k in full] or None
     out = []

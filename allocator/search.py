@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from allocator import scoring
 from allocator.mixtures import allocate, uniform_point
+from allocator.sampler import SCORES_ATTR
 from allocator.tracking import Tracker
 
-__all__ = ["TrialRecord", "run_search", "train_trial", "trial_error_line", "trial_metrics"]
+__all__ = ["TrialRecord", "make_sampler", "run_search", "train_trial", "trial_error_line", "trial_metrics"]
 
 
 def trial_metrics(
@@ -187,6 +189,40 @@ class _TrialLog(tune.Callback):
         self._finish(trial, "FAILED", trial_error_line(trial))
 
 
+def make_sampler(search: Mapping[str, Any], seed: int, plan: Mapping[str, Any], weights: Mapping[str, float]) -> Any:
+    """The Optuna sampler ``search.sampler`` names (config.SearchConfig), seeded."""
+    import optuna
+
+    name, startup = search["sampler"], search["n_startup_trials"]
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
+    if name == "growth":
+        from allocator.sampler import GrowthCurveSampler
+
+        return GrowthCurveSampler(plan, weights=weights, n_startup_trials=startup, kappa=search["kappa"], seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+class _ScoredOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch that also stores a finished trial's per-ability scores on its
+    Optuna trial (user attribute ``allocator.scores``) before telling Optuna the
+    objective: the growth-curve sampler models them, and an Optuna storage keeps them."""
+
+    def __init__(self, abilities: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._abilities = abilities
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)  # Ray's map of Tune trial ids to Optuna trials
+        if result and ot_trial is not None and all(f"score/{a}" in result for a in self._abilities):
+            ot_trial.set_user_attr(SCORES_ATTR, {a: float(result[f"score/{a}"]) for a in self._abilities})
+        super().on_trial_complete(trial_id, result, error)
+
+
 def run_search(
     *,
     config: dict[str, Any],
@@ -206,18 +242,12 @@ def run_search(
     ``tokenizer`` (a spec), ``train`` (tokenized prefixes), ``heldout``, ``metrics``,
     ``max_new``, ``max_repeats``, ``base_scores`` and ``weights``."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     abilities: list[str] = setup["abilities"]
-    search = config["search"]
-    if search["sampler"] == "tpe":
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-            seed=config["seed"], n_startup_trials=search["n_startup_trials"]
-        )
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=config["seed"])
+    sampler = make_sampler(config["search"], config["seed"], setup["plan"], setup["weights"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(
+    searcher = _ScoredOptunaSearch(
+        abilities,
         metric="objective",
         mode="max",
         sampler=sampler,

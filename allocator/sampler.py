@@ -1,0 +1,300 @@
+"""``GrowthCurveSampler``: an Optuna sampler that models the mixture landscape.
+
+A mixture's score is, per ability, mostly a saturating function of how much of that
+ability's data it holds (docs/STUDY.md; allocator.growth). The sampler fits that
+model to the trials finished so far and proposes the mixture the model rates best,
+so it needs few trials where a general-purpose sampler needs many:
+
+1. **Data.** Every finished trial carries its per-ability normalized scores in the
+   user attribute ``allocator.scores`` (allocator.search sets it from the trial's
+   report; a plain Optuna objective sets it itself) and, optionally, the allocation
+   it trained on, in units of the budget, in ``allocator.allocation`` (otherwise it
+   is recomputed from the trial's ``u_<ability>`` parameters by
+   ``allocator.mixtures.counts_from_point``). The untrained base scores 0 on every
+   ability (allocator.scoring), which anchors each curve at volume 0. A prior study
+   adds its points (``prior_from_study``): the volumes it trained each ability at and
+   the scores it measured.
+2. **Model.** Per ability, ``allocator.growth.fit_curve`` (AICc over the growth
+   models, bounded by the normalized ceiling 1), and ``draws`` bootstrap refits that
+   resample the trials. With a transference matrix (a prior study's), each curve is
+   fitted to the scores less the transfer predicted from the other abilities'
+   volumes, alternating twice (the prediction itself uses the curves).
+3. **Acquisition.** Candidates are the exact optimum (allocator.allocation's dynamic
+   program, under the budget and per-ability bounds) of the fitted model and of
+   ``candidates`` bootstrap draws (Thompson-style). Each candidate is rated by an
+   upper bound, the mean of its predicted objective over all draws plus ``kappa``
+   standard deviations; the best candidate that is not within ``min_distance`` (the
+   fraction of the budget moved) of a finished or running trial is proposed. When
+   every candidate is taken, the independent sampler explores instead.
+4. **Fallback.** Until ``n_startup_trials`` scored trials have finished (with a prior
+   study, once the first has), and for any parameter outside the mixture space, the
+   independent sampler (random by default) samples, as Optuna's GP and CMA-ES
+   samplers do.
+
+It is an ordinary ``optuna.samplers.BaseSampler``: relative sampling over the
+``u_<ability>`` space of allocator.mixtures, define-by-run for anything else,
+``reseed_rng``; Ray Tune's ``OptunaSearch``, Optuna storages and allocator's MLflow
+logging treat it like any other sampler. Single objective only.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from allocator.allocation import predicted_scores, tailored_allocation
+from allocator.growth import MODELS, Curve, bootstrap, fit_curve
+from allocator.mixtures import counts_from_point
+
+__all__ = ["ALLOCATION_ATTR", "SCORES_ATTR", "GrowthCurveSampler", "point_from_counts", "prior_from_study"]
+
+SCORES_ATTR = "allocator.scores"
+ALLOCATION_ATTR = "allocator.allocation"
+
+
+def point_from_counts(counts: Mapping[str, float]) -> dict[str, float]:
+    """A point ``{ability: u}`` that ``counts_from_point`` maps back to ``counts`` (when
+    they respect the caps): weights proportional to the counts, scaled so that equal
+    counts give the uniform point 0.5."""
+    total = float(sum(counts.values()))
+    if total <= 0:
+        return {a: 0.5 for a in counts}
+    scale = len(counts) * math.log(2.0) / total
+    return {a: float(-math.expm1(-scale * n)) for a, n in counts.items()}
+
+
+def prior_from_study(study: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """Per ability, ``(volume, score)`` of every finished run of a study result (its
+    dict) that trained that ability or nothing (the base): the points of its growth
+    curves."""
+    out: dict[str, list[tuple[float, float]]] = {a: [] for a in study["abilities"]}
+    for r in study["runs"]:
+        if r.get("status", "FINISHED") != "FINISHED":
+            continue
+        trained = any(n > 0 for n in r["mixture"].values())
+        for a in out:
+            if r["mixture"][a] > 0 or not trained:
+                out[a].append((float(r["mixture"][a]), float(r["scores"][a])))
+    return out
+
+
+class GrowthCurveSampler(BaseSampler):
+    """Proposes mixtures that maximize a growth-curve model of the trials (module doc).
+
+    ``plan`` is the budget plan of allocator.mixtures (``unit``, ``budget``, ``caps``
+    in units of the budget); ``weights`` weight the objective's abilities (default
+    equal; the objective must be their weighted mean of normalized scores);
+    ``minimum``/``maximum`` bound each ability's share in units of the budget.
+    """
+
+    def __init__(
+        self,
+        plan: Mapping[str, Any],
+        *,
+        weights: Mapping[str, float] | None = None,
+        minimum: Mapping[str, int] | None = None,
+        maximum: Mapping[str, int] | None = None,
+        prior: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+        transfer: Mapping[str, Mapping[str, float]] | None = None,
+        n_startup_trials: int = 4,
+        draws: int = 16,
+        candidates: int = 8,
+        kappa: float = 1.0,
+        min_distance: float = 0.02,
+        models: Sequence[str] = MODELS,
+        seed: int | None = None,
+        independent_sampler: BaseSampler | None = None,
+    ) -> None:
+        self.abilities = list(plan["caps"])
+        self.budget = int(plan["budget"])
+        self.caps = {a: int(plan["caps"][a]) for a in self.abilities}
+        w = dict(weights) if weights is not None else {a: 1.0 for a in self.abilities}
+        total = sum(w.get(a, 0.0) for a in self.abilities)
+        if total <= 0:
+            raise ValueError("weights must not all be zero")
+        self.weights = {a: w.get(a, 0.0) / total for a in self.abilities}
+        self.minimum = {a: int((minimum or {}).get(a, 0)) for a in self.abilities}
+        self.maximum = {a: min(self.caps[a], int((maximum or {}).get(a, self.budget))) for a in self.abilities}
+        if sum(self.minimum.values()) > self.budget or sum(self.maximum.values()) < self.budget:
+            raise ValueError(f"the per-ability bounds cannot hold a budget of {self.budget}")
+        self.prior = {a: [(float(v), float(s)) for v, s in (prior or {}).get(a, [])] for a in self.abilities}
+        self.transfer = transfer
+        self.n_startup_trials = n_startup_trials
+        self.draws, self.candidates, self.kappa = draws, candidates, kappa
+        self.min_distance = min_distance
+        self.models = list(models)
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._independent = independent_sampler or RandomSampler(seed=seed)
+        self.last_proposal: dict[str, Any] | None = None  # what the model said, for logs and tests
+        self.proposals: dict[int, dict[str, float]] = {}  # trial number -> predicted objective, sd, bound
+
+    # -- Optuna's sampler interface ---------------------------------------------------
+
+    def reseed_rng(self) -> None:
+        self._rng = np.random.default_rng()
+        self._independent.reseed_rng()
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {f"u_{a}": FloatDistribution(0.0, 1.0) for a in self.abilities}
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._raise_error_if_multi_objective(study)
+        if study.direction != StudyDirection.MAXIMIZE:
+            raise ValueError("GrowthCurveSampler maximizes a score: create the study with direction='maximize'")
+        if not search_space:
+            return {}
+        finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if self._scored(t)]
+        needed = 1 if any(self.prior.values()) else self.n_startup_trials
+        if len(finished) < max(needed, 1):
+            return {}
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+            if t.number != trial.number
+        ]
+        counts = self.propose(
+            [self._allocation(t) for t in finished],
+            [{a: float(t.user_attrs[SCORES_ATTR][a]) for a in self.abilities} for t in finished],
+            taken=[x for t in finished + running for x in self._taken(t)],
+        )
+        if counts is None:
+            return {}
+        assert self.last_proposal is not None
+        self.proposals[trial.number] = {k: self.last_proposal[k] for k in ("predicted", "sd", "ucb")}
+        point = point_from_counts(counts)
+        return {name: point[name[2:]] for name in search_space if name[2:] in point}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._independent.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._independent.after_trial(study, trial, state, values)
+
+    # -- the model ----------------------------------------------------------------
+
+    def _scored(self, t: FrozenTrial) -> bool:
+        s = t.user_attrs.get(SCORES_ATTR)
+        return isinstance(s, dict) and all(a in s for a in self.abilities) and self._has_point(t)
+
+    def _has_point(self, t: FrozenTrial) -> bool:
+        return ALLOCATION_ATTR in t.user_attrs or all(f"u_{a}" in t.params for a in self.abilities)
+
+    def _taken(self, t: FrozenTrial) -> list[dict[str, float]]:
+        """The allocation a trial trained on and, when its parameters name another, the
+        one it proposed: neither is worth proposing again."""
+        out = [self._allocation(t)] if self._has_point(t) else []
+        if all(f"u_{a}" in t.params for a in self.abilities):
+            point = {a: float(t.params[f"u_{a}"]) for a in self.abilities}
+            out.append({a: float(n) for a, n in counts_from_point(point, self.budget, self.caps).items()})
+        return out
+
+    def _allocation(self, t: FrozenTrial) -> dict[str, float]:
+        given = t.user_attrs.get(ALLOCATION_ATTR)
+        if isinstance(given, dict):
+            return {a: float(given[a]) for a in self.abilities}
+        point = {a: float(t.params[f"u_{a}"]) for a in self.abilities}
+        return {a: float(n) for a, n in counts_from_point(point, self.budget, self.caps).items()}
+
+    def fit(
+        self, allocations: Sequence[Mapping[str, float]], scores: Sequence[Mapping[str, float]], seed: int = 0
+    ) -> tuple[dict[str, Curve], list[dict[str, Curve]]]:
+        """The fitted curve per ability and ``draws`` bootstrap sets of curves."""
+        data = {}
+        pairs = list(zip(allocations, scores, strict=True))
+        for a in self.abilities:
+            pts = [(0.0, 0.0)] + self.prior[a] + [(float(x[a]), float(s[a])) for x, s in pairs]
+            data[a] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+        curves = self._fit_all(data, None)
+        if self.transfer:
+            for _ in range(2):  # scores less the transfer predicted by the current curves
+                curves = self._fit_all(data, self._own_part(data, allocations, curves))
+        boot: list[dict[str, Curve]] = [{} for _ in range(self.draws)]
+        for i, a in enumerate(self.abilities):
+            v, y = data[a]
+            draws = bootstrap(v, y, curves[a].model, self.draws, seed + i, ceiling=1.0, resample="points")
+            for k, c in enumerate(draws):
+                boot[k][a] = c
+        return curves, boot
+
+    def _fit_all(self, data: dict, own: dict[str, np.ndarray] | None) -> dict[str, Curve]:
+        return {a: fit_curve(v, y if own is None else own[a], self.models, ceiling=1.0) for a, (v, y) in data.items()}
+
+    def _own_part(
+        self, data: dict, allocations: Sequence[Mapping[str, float]], curves: Mapping[str, Curve]
+    ) -> dict[str, np.ndarray]:
+        """Each ability's scores less the transfer (allocator.allocation's model) from the
+        trials' other abilities; the base and prior points are taken as own data."""
+        t = self.transfer or {}
+        out = {}
+        for a, (_, y) in data.items():
+            f, f0 = curves[a], float(curves[a](0.0))
+            others = [b for b in self.abilities if b != a]
+            ta = t.get(a, {})
+            moved = np.array([sum(ta.get(b, 0.0) * (float(f(x[b])) - f0) for b in others) for x in allocations])
+            own = y.copy()
+            own[len(y) - len(allocations) :] -= moved
+            out[a] = own
+        return out
+
+    def _objective(self, counts: Mapping[str, float], curves: Mapping[str, Curve]) -> float:
+        """The predicted objective: the weighted mean of the predicted scores."""
+        if not self.transfer:
+            return sum(self.weights[a] * float(curves[a](float(counts[a]))) for a in self.abilities)
+        pred = predicted_scores(counts, curves, self.transfer)
+        return sum(self.weights[a] * pred[a] for a in self.abilities)
+
+    def _optimum(self, curves: Mapping[str, Curve]) -> dict[str, int]:
+        return tailored_allocation(
+            curves, self.transfer, self.budget, weights=self.weights, minimum=self.minimum, maximum=self.maximum
+        )
+
+    def propose(
+        self,
+        allocations: Sequence[Mapping[str, float]],
+        scores: Sequence[Mapping[str, float]],
+        taken: Sequence[Mapping[str, float]] = (),
+    ) -> dict[str, int] | None:
+        """The next allocation (units of the budget) by the acquisition of the module doc,
+        or None when every candidate is within ``min_distance`` of a ``taken`` one."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # overflow in a steep bootstrap fit
+            curves, boot = self.fit(allocations, scores, seed=int(self._rng.integers(2**31)))
+            cands = [self._optimum(curves)]
+            for k in self._rng.permutation(len(boot))[: self.candidates]:
+                cands.append(self._optimum(boot[int(k)]))
+        seen: list[dict[str, int]] = []
+        rated = []
+        for c in cands:
+            if c in seen:
+                continue
+            seen.append(c)
+            values = np.array([self._objective(c, b) for b in boot])
+            ucb = float(values.mean() + self.kappa * values.std())
+            rated.append((ucb, float(self._objective(c, curves)), float(values.std()), c))
+        rated.sort(key=lambda r: -r[0])
+        for ucb, mean, sd, c in rated:
+            if all(self._moved(c, t) >= self.min_distance for t in taken):
+                self.last_proposal = {"counts": c, "predicted": mean, "sd": sd, "ucb": ucb, "curves": curves}
+                return c
+        self.last_proposal = None
+        return None
+
+    def _moved(self, a: Mapping[str, float], b: Mapping[str, float]) -> float:
+        """The fraction of the budget moved between two allocations."""
+        return sum(abs(float(a[k]) - float(b[k])) for k in self.abilities) / (2.0 * self.budget)

@@ -1,0 +1,285 @@
+"""The growth-curve sampler: Optuna's sampler contract, what it finds on synthetic
+landscapes with known optima, and a real Ray Tune search that feeds it."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allocator.allocation import tailored_allocation
+from allocator.mixtures import counts_from_point, uniform_point
+from allocator.sampler import ALLOCATION_ATTR, SCORES_ATTR, GrowthCurveSampler, point_from_counts, prior_from_study
+from allocator.search import make_sampler
+
+from .conftest import ROOT
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# four abilities with known saturating curves: fast, slow, capped low, nearly linear
+GAIN = {"a": 0.9, "b": 0.8, "c": 0.3, "d": 0.7}
+SCALE = {"a": 30.0, "b": 300.0, "c": 50.0, "d": 2000.0}
+BUDGET = 800
+PLAN = {"unit": "examples", "budget": BUDGET, "caps": {a: 600 for a in GAIN}, "max_repeats": 1}
+
+
+def true_score(a: str, n: float) -> float:
+    return GAIN[a] * (1.0 - math.exp(-n / SCALE[a]))
+
+
+def true_objective(counts) -> float:
+    return sum(true_score(a, counts[a]) for a in GAIN) / len(GAIN)
+
+
+class _TrueCurve:
+    def __init__(self, a: str) -> None:
+        self.a = a
+
+    def __call__(self, v):
+        return GAIN[self.a] * (1.0 - np.exp(-np.asarray(v, dtype=float) / SCALE[self.a]))
+
+
+OPTIMUM = tailored_allocation({a: _TrueCurve(a) for a in GAIN}, None, BUDGET, unit=1, maximum=PLAN["caps"])
+
+
+def _objective(noise: float, seed: int):
+    rng = np.random.default_rng(seed)
+
+    def objective(trial: optuna.Trial) -> float:
+        point = {a: trial.suggest_float(f"u_{a}", 0.0, 1.0) for a in GAIN}
+        counts = counts_from_point(point, BUDGET, PLAN["caps"])
+        scores = {a: true_score(a, counts[a]) + float(rng.normal(0.0, noise)) for a in GAIN}
+        trial.set_user_attr(SCORES_ATTR, scores)
+        trial.set_user_attr("true", true_objective(counts))
+        return sum(scores.values()) / len(scores)
+
+    return objective
+
+
+def _search(sampler, trials: int, noise: float = 0.01, seed: int = 0) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({f"u_{a}": u for a, u in uniform_point(list(GAIN)).items()})
+    study.optimize(_objective(noise, seed), n_trials=trials)
+    return study
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 600), min_size=2, max_size=8).filter(lambda c: sum(c) > 0))
+def test_point_from_counts_maps_back_to_the_same_counts(counts):
+    named = {f"x{i}": n for i, n in enumerate(counts)}
+    point = point_from_counts(named)
+    assert all(0.0 <= u < 1.0 for u in point.values())
+    assert counts_from_point(point, sum(counts), {a: 600 for a in named}) == named
+
+
+def test_equal_counts_are_the_uniform_point():
+    assert point_from_counts({"a": 5, "b": 5, "c": 5}) == pytest.approx(uniform_point(["a", "b", "c"]))
+
+
+def test_it_comes_within_one_percent_of_a_known_optimum_in_ten_trials():
+    best = true_objective(OPTIMUM)
+    study = _search(GrowthCurveSampler(PLAN, seed=0, n_startup_trials=4), trials=10)
+    found = max(study.trials, key=lambda t: t.value).user_attrs["true"]
+    assert 100 * (best - found) / best < 1.0
+    # the uniform mixture, the baseline every search starts from, is far from it
+    assert true_objective(counts_from_point(uniform_point(list(GAIN)), BUDGET)) < 0.95 * best
+
+
+def test_startup_trials_are_the_independent_samplers_then_the_model_proposes():
+    sampler = GrowthCurveSampler(PLAN, seed=1, n_startup_trials=4, draws=8)
+    study = _search(sampler, trials=7)
+    assert sorted(sampler.proposals) == [4, 5, 6]  # trial numbers: 0 is the uniform, 1-3 random
+    for number, p in sampler.proposals.items():
+        t = study.trials[number]
+        counts = counts_from_point({a: t.params[f"u_{a}"] for a in GAIN}, BUDGET, PLAN["caps"])
+        # the trial trained on what the model rated, and the model's prediction is close to the truth
+        assert abs(p["predicted"] - t.user_attrs["true"]) < 0.1
+        assert sum(counts.values()) == BUDGET
+
+
+def test_define_by_run_parameters_outside_the_mixture_go_to_the_independent_sampler():
+    sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=2, draws=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    inner = _objective(0.0, 0)
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        kind = trial.suggest_categorical("kind", ["lora", "full"]) if trial.number % 2 else "lora"
+        assert 1e-4 <= lr <= 1e-1 and kind in ("lora", "full")
+        return inner(trial)
+
+    study.optimize(objective, n_trials=6)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert min(sampler.proposals) == 2  # the model from the third trial on
+    assert {"lr", "u_a"} <= set(study.trials[-1].params)
+
+
+def test_same_seed_same_proposals_and_reseed_changes_the_random_stream():
+    def params(sampler):
+        return [t.params for t in _search(sampler, trials=6, noise=0.0).trials]
+
+    a = params(GrowthCurveSampler(PLAN, seed=3, n_startup_trials=3, draws=4))
+    assert a == params(GrowthCurveSampler(PLAN, seed=3, n_startup_trials=3, draws=4))
+    reseeded = GrowthCurveSampler(PLAN, seed=3, n_startup_trials=3, draws=4)
+    reseeded.reseed_rng()
+    assert params(reseeded)[1:3] != a[1:3]  # the random startup trials (0 is the enqueued uniform)
+
+
+def test_it_refuses_minimizing_and_multi_objective_studies():
+    for kwargs in ({"direction": "minimize"}, {"directions": ["maximize", "minimize"]}):
+        study = optuna.create_study(sampler=GrowthCurveSampler(PLAN, n_startup_trials=1), **kwargs)
+        with pytest.raises(ValueError):
+            study.ask().suggest_float("u_a", 0.0, 1.0)  # Optuna samples relative params lazily
+
+
+def test_scores_and_allocations_survive_an_rdb_storage_and_a_new_sampler_reads_them(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(
+        study_name="s", storage=storage, direction="maximize", sampler=GrowthCurveSampler(PLAN, seed=0)
+    )
+    study.optimize(_objective(0.0, 0), n_trials=4)
+    resumed = optuna.load_study(study_name="s", storage=storage, sampler=GrowthCurveSampler(PLAN, seed=1, draws=4))
+    trial = resumed.ask()
+    trial.suggest_float("u_a", 0.0, 1.0)  # 4 scored trials in the storage: the model proposes at once
+    assert list(resumed.sampler.proposals) == [trial.number] == [4]
+
+
+def test_a_reported_allocation_is_what_the_model_fits():
+    # the trial says it trained on a different mixture than its parameters name (e.g. a
+    # replay that looks up the nearest measured one): the model must fit that one
+    sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=1, draws=4)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    trial = study.ask({f"u_{a}": optuna.distributions.FloatDistribution(0, 1) for a in GAIN})
+    trained = {"a": 800, "b": 0, "c": 0, "d": 0}
+    trial.set_user_attr(ALLOCATION_ATTR, trained)
+    trial.set_user_attr(SCORES_ATTR, {a: true_score(a, n) for a, n in trained.items()})
+    study.tell(trial, true_objective(trained))
+    seen = sampler._allocation(study.trials[0])
+    assert seen == {a: float(n) for a, n in trained.items()}
+
+
+def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
+    runs = [{"mixture": {a: 0 for a in GAIN}, "scores": {a: 0.0 for a in GAIN}}]
+    for v in (16, 64, 256):
+        for b in GAIN:
+            mix = {a: (v if a == b else 0) for a in GAIN}
+            runs.append({"mixture": mix, "scores": {a: true_score(a, mix[a]) for a in GAIN}})
+    prior = prior_from_study({"abilities": list(GAIN), "runs": runs})
+    assert prior["a"][0] == (0.0, 0.0) and len(prior["a"]) == 4  # the base, then a's own runs
+    sampler = GrowthCurveSampler(PLAN, seed=0, prior=prior, draws=8)
+    study = _search(sampler, trials=2)
+    assert list(sampler.proposals) == [1]
+    found = study.trials[1].user_attrs["true"]
+    assert 100 * (true_objective(OPTIMUM) - found) / true_objective(OPTIMUM) < 2.0
+
+
+def test_bounds_hold_in_every_proposal():
+    sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=2, draws=4, minimum={"c": 100}, maximum={"a": 50})
+    study = _search(sampler, trials=5)
+    for number in sampler.proposals:
+        t = study.trials[number]
+        counts = counts_from_point({a: t.params[f"u_{a}"] for a in GAIN}, BUDGET, PLAN["caps"])
+        assert counts["c"] >= 100 and counts["a"] <= 50
+    with pytest.raises(ValueError, match="cannot hold"):
+        GrowthCurveSampler(PLAN, minimum={a: 300 for a in GAIN})
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "gp", "cmaes", "growth"])
+def test_every_configured_sampler_runs_a_search(name):
+    sampler = make_sampler({"sampler": name, "n_startup_trials": 2, "kappa": 1.0}, 0, PLAN, {a: 1.0 for a in GAIN})
+    study = _search(sampler, trials=4)
+    assert len(study.trials) == 4 and all(t.value is not None for t in study.trials)
+
+
+def test_the_regret_replay_reads_the_table_and_the_growth_sampler_beats_random_on_it():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import bench_regret
+        import landscape
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    caps = PLAN["caps"]
+    mixes = landscape.mixtures(list(GAIN), caps, BUDGET, 40, seed=0)
+    assert len(mixes) == 40 and "uniform" in mixes and all(sum(m.values()) == BUDGET for m in mixes.values())
+    rows = []
+    for name, mix in mixes.items():
+        per_seed = {a: [true_score(a, mix[a]) + float(rng.normal(0, 0.01)) for _ in range(2)] for a in GAIN}
+        rows.append(
+            {
+                "name": name,
+                "mixture": mix,
+                "objective": float(np.mean([np.mean(v) for v in per_seed.values()])),
+                "objective_per_seed": [float(np.mean([v[k] for v in per_seed.values()])) for k in range(2)],
+                "scores": {a: float(np.mean(v)) for a, v in per_seed.items()},
+                "scores_per_seed": per_seed,
+            }
+        )
+    weights = {a: 1.0 for a in GAIN}
+    table = {"abilities": list(GAIN), "budget": BUDGET, "caps": caps, "weights": weights, "mixtures": rows}
+    table = json.loads(json.dumps(table))  # as read from the results file
+    # nearest lookup: every value is a table value, the first is the uniform mixture's
+    values = bench_regret.replay(table, "random", 0, 6)
+    measured = {r["objective"] for r in rows}
+    assert all(v in measured for v in values) and values[0] == rows[0]["objective"]
+    r = bench_regret.regrets(values, max(measured))
+    assert r == sorted(r, reverse=True) and min(r) >= 0.0
+    # surrogate lookup: the fitted GPs recover the synthetic truth near the optimum
+    sur = bench_regret.Surrogate(table)
+    oracle, at = bench_regret.surrogate_oracle(sur, table)
+    assert oracle == pytest.approx(true_objective(OPTIMUM), abs=0.02)
+    assert true_objective(at) > 0.98 * true_objective(OPTIMUM)
+    growth = bench_regret.regrets(bench_regret.replay(table, "growth", 0, 10, surrogate=sur), oracle)
+    rand = bench_regret.regrets(bench_regret.replay(table, "random", 0, 10, surrogate=sur), oracle)
+    assert growth[-1] < 1.5 and growth[-1] < rand[-1]
+
+
+def _synthetic_trial(config: dict) -> None:
+    """A Tune trainable that reports like allocator's proxy trial, on the synthetic truth."""
+    from ray import tune
+
+    counts = counts_from_point({a: config[f"u_{a}"] for a in GAIN}, BUDGET, PLAN["caps"])
+    scores = {a: true_score(a, counts[a]) for a in GAIN}
+    metrics = {f"score/{a}": s for a, s in scores.items()}
+    tune.report({"step": 1, "objective": sum(scores.values()) / len(scores), **metrics})
+
+
+def test_inside_a_real_ray_tune_search_the_sampler_gets_every_trials_scores(tmp_path):
+    from ray import tune
+
+    from allocator.search import _ScoredOptunaSearch
+    from ray_cluster import connect, disconnect
+
+    sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=2, draws=8)
+    searcher = _ScoredOptunaSearch(
+        list(GAIN),
+        metric="objective",
+        mode="max",
+        sampler=sampler,
+        points_to_evaluate=[{f"u_{a}": u for a, u in uniform_point(list(GAIN)).items()}],
+    )
+    started = connect(None, 2)
+    try:
+        tuner = tune.Tuner(
+            _synthetic_trial,
+            param_space={f"u_{a}": tune.uniform(0.0, 1.0) for a in GAIN},
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=5, max_concurrent_trials=2),
+            run_config=tune.RunConfig(name="growth", storage_path=str(tmp_path), verbose=0),
+        )
+        results = tuner.fit()
+    finally:
+        disconnect(started)
+    assert not results.errors and len(results) == 5
+    trials = searcher._ot_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 5 and all(set(t.user_attrs[SCORES_ATTR]) == set(GAIN) for t in trials)
+    # 2 at a time: the 4th and 5th trials are suggested after at least 2 have finished
+    proposed = [t for t in trials if t.number in sampler.proposals]
+    assert len(proposed) >= 2
+    uniform = true_objective(counts_from_point(uniform_point(list(GAIN)), BUDGET))
+    assert max(t.value for t in proposed) > uniform  # even from 2 or 3 trials, the model beats uniform
