@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, metavar="N")
     o.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
     o.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    o.add_argument(
+        "--sampler", choices=["tpe", "random", "gp", "cmaes", "growth"], help="search.sampler (default: tpe)"
+    )
+    o.add_argument(
+        "--warm-start",
+        metavar="FILE|RUN_ID",
+        help="seed the search with a study's or an optimization's result (its JSON or MLflow run id)",
+    )
     o.add_argument("--output", metavar="PATH", help="write the result as JSON here")
     o.set_defaults(func=cmd_optimize)
 
@@ -128,6 +136,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     overrides.update(_cluster_overrides(args))
+    search = {k: v for k, v in (("sampler", args.sampler), ("warm_start", args.warm_start)) if v is not None}
+    if search:
+        overrides["search"] = search
     cfg = load_config(args.config, overrides)
     _check_output(args.output)
     _print_config(cfg)
@@ -227,24 +238,9 @@ def _recommendation_lines(rec: Any, budget: int) -> list[str]:
 
 def _study_source(source: str, tracking_uri: str | None) -> str:
     """A study JSON path, or the ``study.json`` of an MLflow run (downloaded)."""
-    from allocator.errors import UserError, first_line
+    from allocator.warmstart import result_path
 
-    if os.path.exists(source):
-        return source
-    from mlflow import MlflowClient
-
-    from allocator.tracking import check_uri, default_tracking_uri
-
-    uri = tracking_uri or default_tracking_uri()
-    check_uri(uri)
-    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
-        # opening a missing SQLite store would create it: a lookup must not write
-        raise UserError(f"--from {source}: not a file, and there is no MLflow store at {uri}")
-    try:
-        return str(MlflowClient(uri).download_artifacts(source, "study.json"))
-    except Exception as e:
-        why = first_line(e)
-        raise UserError(f"--from {source}: not a file, nor an MLflow run with study.json in {uri}: {why}") from None
+    return result_path(source, tracking_uri, ("study.json",))
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

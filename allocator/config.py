@@ -178,6 +178,9 @@ class SearchConfig(_Section):
         4, ge=1, description="finished trials (the uniform baseline included) before the sampler models the space"
     )
     kappa: float = Field(1.0, ge=0, description="growth: standard deviations of the upper bound it maximizes")
+    warm_start: str | None = Field(
+        None, description="a study's or optimization's result JSON or MLflow run id to start from (allocator.warmstart)"
+    )
     max_concurrent_trials: int | None = Field(None, gt=0, description="default: as many as the CPUs allow")
 
 
@@ -297,7 +300,8 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Data source paths (and a tokenizer folder) in a config file are relative to that file."""
+    """Data source paths, a tokenizer folder and a warm-start file in a config file are
+    relative to that file."""
     section = data.get("data")
     if isinstance(section, dict) and isinstance(section.get("sources"), list):
         sources = []
@@ -311,6 +315,11 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
         tok = model["tokenizer"]
         if tok not in ("char", "bpe") and not Path(tok).is_absolute():
             data = {**data, "model": {**model, "tokenizer": str(folder / tok)}}
+    search = data.get("search")
+    if isinstance(search, dict) and isinstance(search.get("warm_start"), str):
+        warm = search["warm_start"]  # a file next to the config; anything else is a run id
+        if not Path(warm).is_absolute() and (folder / warm).exists():
+            data = {**data, "search": {**search, "warm_start": str(folder / warm)}}
     return data
 
 

@@ -36,6 +36,7 @@ class OptimizeResult:
     base_model: dict[str, Any]
     config: dict[str, Any]
     seconds: float
+    warm_start: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -59,6 +60,8 @@ def _summary(rec: Any) -> dict[str, Any]:
         "losses": rec.losses,
         "data_hash": rec.data_hash,
         "objective": rec.objective,
+        "origin": rec.origin,
+        "predicted": rec.predicted,
         "mlflow_run_id": rec.mlflow_run_id,
     }
 
@@ -202,6 +205,24 @@ def optimize(
     weights, uri = prep.weights, prep.uri
     abilities = pools.abilities
     plan = pools.plan(cfg.budget_unit, cfg.budget)
+    warm = None
+    if cfg.search.warm_start:  # a user error here too comes before anything is written
+        from allocator.warmstart import load_result, warm_start
+
+        source = cfg.search.warm_start
+        found = load_result(source, cfg.tracking.uri, ("study.json", "recommendation.json"), "search.warm_start")
+        warm = warm_start(
+            found,
+            source,
+            budget=cfg.budget,
+            unit=cfg.budget_unit,
+            abilities=abilities,
+            caps=plan["caps"],
+            weights=weights,
+            base_scores=base_scores,
+        )
+        what = ", ".join(f"{k}: {v}" for k, v in warm.summary().items() if k not in ("source", "enqueued"))
+        out(f"warm start from {source} ({what})")
 
     started_ray = connect(cfg.ray.address, cfg.ray.num_cpus)
     tracker = None
@@ -235,6 +256,7 @@ def optimize(
             max_concurrent=conc,
             resources=trial_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial),
             printer=out,
+            warm=warm,
         )
         baseline = next((r for r in records if r.kind == "baseline"), None)
         done = [r for r in records if r.kind == "search" and r.status == "FINISHED"]
@@ -253,6 +275,7 @@ def optimize(
             base_model={"path": str(base.path), **{k: base.meta[k] for k in ("digest", "params", "build_seconds")}},
             config=cfg.to_dict(),
             seconds=round(time.perf_counter() - t_start, 1),
+            warm_start=warm.summary() if warm is not None else None,
         )
         tracker.log_metrics(
             parent,
@@ -267,7 +290,7 @@ def optimize(
         tracker.log_json(parent, result.to_dict(), "recommendation.json")
         delta = (best.objective or 0.0) - (baseline.objective or 0.0)
         verdict = "beats" if delta > 0 else "does not beat"
-        out(f"best mixture: {best.name} {verdict} the uniform baseline by {delta:+.4f}")
+        out(f"best mixture: {best.name} {verdict} the uniform baseline by {delta:+.4f} (found by {best.origin})")
         for line in _table(best, baseline, pools.metrics):
             out(line)
         out(f"MLflow: {uri} (experiment {tracker.experiment_id}, parent run {parent})")

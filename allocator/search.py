@@ -19,18 +19,21 @@ driver afterwards (tests/test_crash.py kills it). Tune's own copy under
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from allocator import scoring
 from allocator.mixtures import allocate, uniform_point
-from allocator.sampler import SCORES_ATTR
+from allocator.sampler import ALLOCATION_ATTR, SCORES_ATTR, point_from_counts
 from allocator.tracking import Tracker
+
+if TYPE_CHECKING:
+    from allocator.warmstart import WarmStart
 
 __all__ = ["TrialRecord", "make_sampler", "run_search", "train_trial", "trial_error_line", "trial_metrics"]
 
@@ -64,6 +67,8 @@ class TrialRecord:
     exact_match: dict[str, float] = field(default_factory=dict)  # abilities scored by exact match
     losses: dict[str, float] = field(default_factory=dict)  # held-out response loss per ability
     data_hash: str | None = None  # content hash of the exact training examples
+    origin: str | None = None  # how the mixture was chosen: baseline, warm start, the sampler (its model)
+    predicted: float | None = None  # the growth-curve model's predicted objective, for its proposals
     seconds: float | None = None
     mlflow_run_id: str | None = None
     error: str | None = None
@@ -127,13 +132,18 @@ class _TrialLog(tune.Callback):
         data_hash: Callable[[dict[str, int]], str],
         trials: int,
         printer: Callable[[str], None],
+        origin: Mapping[str, Any] | None = None,
     ) -> None:
         self.tracker, self.abilities, self.plan, self.data_hash = tracker, abilities, plan, data_hash
         self.total, self.printer = trials, printer
         self.records: dict[str, TrialRecord] = {}
         self.started: dict[str, float] = {}
         self.searched = 0
-        self.baseline = uniform_point(abilities)
+        origin = origin or {}
+        self.sampler = origin.get("sampler", "sampler")
+        first = origin.get("first") or {"uniform-baseline": uniform_point(abilities)}
+        self.first: dict[str, dict[str, float]] = dict(first)
+        self.proposal: Callable[[str], dict[str, float] | None] = origin.get("proposal") or (lambda _: None)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._open(trial)
@@ -143,15 +153,31 @@ class _TrialLog(tune.Callback):
             return self.records[trial.trial_id]
         point = _point(trial.config, self.abilities)
         mixture = allocate(point, self.plan)
-        if point == self.baseline and not any(r.kind == "baseline" for r in self.records.values()):
-            kind, name = "baseline", "uniform-baseline"
+        # the enqueued points (baseline, warm start) come back as they went in, each once
+        label = next((k for k, p in self.first.items() if p == point), None)
+        if label is not None:
+            del self.first[label]
+        proposal = self.proposal(trial.trial_id)
+        predicted = proposal["predicted"] if proposal else None
+        if label == "uniform-baseline":
+            kind, name, origin = "baseline", label, "baseline: the uniform mixture"
         else:
             self.searched += 1
             kind, name = "search", f"trial-{self.searched:03d}"
-        rec = TrialRecord(trial.trial_id, name, kind, mixture, status="RUNNING", data_hash=self.data_hash(mixture))
+            if label is not None:
+                origin = f"warm start: {label.removeprefix('warm-')}"
+            elif proposal:
+                origin = f"{self.sampler} model: predicted {proposal['predicted']:.4f} +- {proposal['sd']:.4f}"
+            else:
+                origin = f"{self.sampler} sampler"
+        rec = TrialRecord(
+            trial.trial_id, name, kind, mixture, "RUNNING", data_hash=self.data_hash(mixture), origin=origin
+        )
+        rec.predicted = predicted
         params: dict[str, Any] = {f"mixture.{a}": n for a, n in mixture.items()}
         params.update({f"u.{a}": round(u, 6) for a, u in point.items()})
         params["data_hash"] = rec.data_hash
+        params["origin"] = origin
         rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, name, kind, params)
         self.records[trial.trial_id] = rec
         self.started[trial.trial_id] = time.perf_counter()
@@ -189,8 +215,15 @@ class _TrialLog(tune.Callback):
         self._finish(trial, "FAILED", trial_error_line(trial))
 
 
-def make_sampler(search: Mapping[str, Any], seed: int, plan: Mapping[str, Any], weights: Mapping[str, float]) -> Any:
-    """The Optuna sampler ``search.sampler`` names (config.SearchConfig), seeded."""
+def make_sampler(
+    search: Mapping[str, Any],
+    seed: int,
+    plan: Mapping[str, Any],
+    weights: Mapping[str, float],
+    warm: WarmStart | None = None,
+) -> Any:
+    """The Optuna sampler ``search.sampler`` names (config.SearchConfig), seeded; the
+    growth-curve sampler also fits a warm-start study's points and transference."""
     import optuna
 
     name, startup = search["sampler"], search["n_startup_trials"]
@@ -203,7 +236,15 @@ def make_sampler(search: Mapping[str, Any], seed: int, plan: Mapping[str, Any], 
     if name == "growth":
         from allocator.sampler import GrowthCurveSampler
 
-        return GrowthCurveSampler(plan, weights=weights, n_startup_trials=startup, kappa=search["kappa"], seed=seed)
+        return GrowthCurveSampler(
+            plan,
+            weights=weights,
+            n_startup_trials=startup,
+            kappa=search["kappa"],
+            seed=seed,
+            prior=warm.prior if warm is not None else None,
+            transfer=warm.transfer if warm is not None else None,
+        )
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -212,9 +253,32 @@ class _ScoredOptunaSearch(OptunaSearch):
     Optuna trial (user attribute ``allocator.scores``) before telling Optuna the
     objective: the growth-curve sampler models them, and an Optuna storage keeps them."""
 
-    def __init__(self, abilities: list[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, abilities: list[str], warm_trials: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:
         self._abilities = abilities
+        self._warm_trials = list(warm_trials)
+        super().__init__(**kwargs)
+
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)
+        import optuna
+
+        # a warm start's measured trials: completed trials of this Optuna study, not Tune trials
+        for t in self._warm_trials:
+            point = point_from_counts(t["mixture"])
+            self._ot_study.add_trial(
+                optuna.trial.create_trial(
+                    params={f"u_{a}": point[a] for a in self._abilities},
+                    distributions=self._space,
+                    value=t["objective"],
+                    user_attrs={SCORES_ATTR: t["scores"], ALLOCATION_ATTR: t["mixture"], "allocator.warm_start": True},
+                )
+            )
+
+    def proposal(self, trial_id: str) -> dict[str, float] | None:
+        """What the growth-curve sampler predicted for a trial it proposed."""
+        ot_trial = self._ot_trials.get(trial_id)
+        proposals = getattr(self._sampler, "proposals", None)
+        return proposals.get(ot_trial.number) if ot_trial is not None and proposals is not None else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)  # Ray's map of Tune trial ids to Optuna trials
@@ -234,8 +298,11 @@ def run_search(
     max_concurrent: int,
     resources: dict[str, float],
     printer: Callable[[str], None],
+    warm: WarmStart | None = None,
 ) -> list[TrialRecord]:
     """Run the uniform baseline and ``config['trials']`` searched mixtures; return every trial.
+    A warm start (allocator.warmstart) adds its measured trials to the Optuna study and
+    runs its mixtures right after the baseline.
 
     ``setup`` is what every trial receives (through Ray's object store): ``config``,
     ``abilities``, ``plan`` (allocator.mixtures.allocate), ``base_weights``,
@@ -244,16 +311,21 @@ def run_search(
     import optuna
 
     abilities: list[str] = setup["abilities"]
-    sampler = make_sampler(config["search"], config["seed"], setup["plan"], setup["weights"])
+    sampler = make_sampler(config["search"], config["seed"], setup["plan"], setup["weights"], warm)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first = {"uniform-baseline": uniform_point(abilities)}
+    for label, counts in (warm.enqueue if warm is not None else {}).items():
+        first[f"warm-{label}"] = point_from_counts(counts)
     searcher = _ScoredOptunaSearch(
         abilities,
+        warm_trials=warm.trials if warm is not None else (),
         metric="objective",
         mode="max",
         sampler=sampler,
-        points_to_evaluate=[{f"u_{a}": u for a, u in uniform_point(abilities).items()}],
+        points_to_evaluate=[{f"u_{a}": u for a, u in p.items()} for p in first.values()],
     )
-    log = _TrialLog(tracker, abilities, setup["plan"], data_hash, config["trials"], printer)
+    origin = {"sampler": config["search"]["sampler"], "first": first, "proposal": searcher.proposal}
+    log = _TrialLog(tracker, abilities, setup["plan"], data_hash, config["trials"], printer, origin)
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
     tuner = tune.Tuner(
         trainable,

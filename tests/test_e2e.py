@@ -98,6 +98,22 @@ def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
     assert len(d["trials"]) == 2 and d["best"]["name"] == "trial-001"
     _check_store(d["mlflow"]["tracking_uri"], d["mlflow"]["experiment_id"], d["mlflow"]["parent_run_id"], 1)
     assert any(ln.startswith("best mixture:") for ln in lines)
+    assert [t["origin"] for t in d["trials"]] == ["baseline: the uniform mixture", f"{sampler} sampler"]
+
+    # a warm start from that result (by its MLflow run id): its 2 trials join the Optuna
+    # study, so the growth-curve model proposes the very first searched mixture
+    warm = allocator.optimize(
+        SMOKE,
+        trials=1,
+        search={"sampler": "growth", "n_startup_trials": 2, "warm_start": d["mlflow"]["parent_run_id"]},
+        printer=lines.append,
+    ).to_dict()
+    assert warm["warm_start"]["kind"] == "optimize" and warm["warm_start"]["trials_added"] == 2
+    assert warm["best"]["origin"].startswith("growth model: predicted")
+    assert isinstance(warm["best"]["predicted"], float)
+    runs = MlflowClient(warm["mlflow"]["tracking_uri"]).search_runs([warm["mlflow"]["experiment_id"]])
+    origins = {r.data.params.get("origin") for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    assert warm["best"]["origin"] in origins
     import ray
 
     assert not ray.is_initialized(), "optimize must shut down the Ray it started"

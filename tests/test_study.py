@@ -224,6 +224,26 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
     assert parent.info.status == "FINISHED" and parent.data.tags["allocator.kind"] == "confirm"
     assert {"confirm.json", "confirm_table.txt"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
+    # a search warm-started from the study (by run id): its tailored mixture runs right
+    # after the baseline, and the growth-curve sampler fits the study's points
+    study_run = out["mlflow"]["parent_run_id"]
+    config = str(_study_config(tmp_path))
+    args = ["--config", config, "--budget", "60", "--trials", "1", "--sampler", "growth", "--warm-start", study_run]
+    opt = run_cli("optimize", *args, "--tracking-uri", uri, "--output", "o.json", cwd=tmp_path)
+    assert opt.returncode == 0, opt.stdout[-3000:] + opt.stderr[-3000:]
+    o = json.loads((tmp_path / "o.json").read_text())
+    assert o["warm_start"]["kind"] == "study" and o["warm_start"]["prior_points"] > 0
+    first = next(t for t in o["trials"] if t["name"] == "trial-001")
+    assert first["origin"] == "warm start: study-tailored" and first["mixture"] == c["recommendation"]["counts"]
+    # a warm start that cannot be sound is a user error, before anything is written
+    before = len(client.search_runs([out["mlflow"]["experiment_id"]]))
+    bad = run_cli(
+        "optimize", "--config", config, "--budget", "61", "--warm-start", "o.json", "--tracking-uri", uri, cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "warm start o.json: an optimization with budget 60, this search has 61" in bad.stderr
+    assert len(client.search_runs([out["mlflow"]["experiment_id"]])) == before
+
 
 def test_cli_study_bad_volumes_is_a_user_error(tmp_path, run_cli):
     proc = run_cli("study", "--volumes", "0,a", cwd=tmp_path)

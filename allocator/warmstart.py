@@ -1,0 +1,155 @@
+"""Warm start: seed a search with what a previous study or optimization measured.
+
+``search.warm_start`` (or ``allocator optimize --warm-start``) names a result: the
+``--output`` JSON of ``allocator study`` or ``allocator optimize``, or the MLflow
+parent run that logged it (``study.json`` / ``recommendation.json``). It must have
+been measured against the same untrained base on the same abilities (its base scores
+must match: normalized scores are only comparable then).
+
+- From a **study**: the study's tailored mixture for this budget
+  (``allocator.recommend``) runs right after the uniform baseline; the growth-curve
+  sampler also fits the study's points (its curves' data) and uses its transference
+  matrix. Other samplers get the tailored trial only: the study's runs have other
+  budgets, so their objectives are not points of this search's landscape.
+- From an **optimization** with the same budget: its finished trials join the Optuna
+  study as completed trials (with their per-ability scores; objectives recomputed
+  with this search's weights), so every sampler starts from them. They are not
+  trained again and are not this search's trials.
+
+Budgets in tokens are not supported yet (studies measure examples).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from allocator.errors import UserError, first_line
+
+__all__ = ["WarmStart", "load_result", "result_path", "warm_start"]
+
+
+@dataclass
+class WarmStart:
+    source: str
+    kind: str  # "study" or "optimize"
+    enqueue: dict[str, dict[str, int]] = field(default_factory=dict)  # label -> counts, run first
+    trials: list[dict[str, Any]] = field(default_factory=list)  # {"mixture", "scores", "objective"}
+    prior: dict[str, list[tuple[float, float]]] | None = None  # growth sampler: (volume, score) per ability
+    transfer: dict[str, dict[str, float]] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "enqueued": self.enqueue,
+            "trials_added": len(self.trials),
+            "prior_points": sum(len(v) for v in (self.prior or {}).values()),
+            "transfer": self.transfer is not None,
+        }
+
+
+def result_path(source: str, tracking_uri: str | None, names: tuple[str, ...], flag: str = "--from") -> str:
+    """``source`` when it is a file, else the first of ``names`` logged on the MLflow run
+    ``source`` (downloaded)."""
+    if os.path.exists(source):
+        return source
+    from mlflow import MlflowClient
+
+    from allocator.tracking import check_uri, default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    check_uri(uri)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        # opening a missing SQLite store would create it: a lookup must not write
+        raise UserError(f"{flag} {source}: not a file, and there is no MLflow store at {uri}")
+    client = MlflowClient(uri)
+    why = ""
+    for name in names:
+        try:
+            return str(client.download_artifacts(source, name))
+        except Exception as e:  # MLflow raises several types for a missing run or file
+            why = first_line(e)
+    raise UserError(f"{flag} {source}: not a file, nor an MLflow run with {' or '.join(names)} in {uri}: {why}")
+
+
+def load_result(source: str, tracking_uri: str | None, names: tuple[str, ...], flag: str = "--from") -> dict[str, Any]:
+    """The JSON object at ``result_path``."""
+    import json
+
+    path = result_path(source, tracking_uri, names, flag)
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{flag} {source}: cannot read a result JSON: {first_line(e)}") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{flag} {source}: not a result JSON (expected an object)")
+    return obj
+
+
+def _same_base(theirs: Mapping[str, Mapping[str, float]], ours: Mapping[str, Mapping[str, float]]) -> bool:
+    return all(
+        set(theirs.get(a, {})) == set(s) and all(math.isclose(theirs[a][k], v, abs_tol=1e-6) for k, v in s.items())
+        for a, s in ours.items()
+    )
+
+
+def warm_start(
+    result: Mapping[str, Any],
+    source: str,
+    *,
+    budget: int,
+    unit: str,
+    abilities: list[str],
+    caps: Mapping[str, int],
+    weights: Mapping[str, float],
+    base_scores: Mapping[str, Mapping[str, float]],
+) -> WarmStart:
+    """What a study or optimization result contributes to a search (module doc);
+    ``UserError`` when it cannot contribute soundly."""
+    from allocator import scoring
+
+    what = f"warm start {source}"
+    if unit != "examples":
+        raise UserError(f"{what}: needs budget_unit examples (token budgets are not supported yet)")
+    if "analysis" in result and "runs" in result:
+        kind = "study"
+    elif "trials" in result and "best" in result:
+        kind = "optimize"
+    else:
+        raise UserError(f"{what}: neither a study nor an optimize result (no 'analysis' or 'trials')")
+    theirs = list(result.get("abilities") or result.get("base_scores", {}))
+    if sorted(theirs) != sorted(abilities):
+        raise UserError(f"{what}: its abilities ({', '.join(theirs)}) are not this pool's ({', '.join(abilities)})")
+    if not _same_base(result.get("base_scores", {}), base_scores):
+        raise UserError(
+            f"{what}: was measured against a different untrained base (its base scores differ): it must come "
+            "from the same data, model and pretraining config"
+        )
+    if kind == "study":
+        from allocator.recommend import recommend
+        from allocator.sampler import prior_from_study
+
+        rec = recommend(result, budget=budget, weights=weights, maximum=caps)
+        analysis = result["analysis"]
+        t = analysis.get("transference", {}).get("matrix") if analysis.get("own_design") == "isolated" else None
+        return WarmStart(source, kind, {"study-tailored": rec.counts}, [], prior_from_study(result), t)
+    their_budget = int(result.get("config", {}).get("budget", -1))
+    if their_budget != budget or result.get("config", {}).get("budget_unit", "examples") != unit:
+        raise UserError(
+            f"{what}: an optimization with budget {their_budget}, this search has {budget}: only the same "
+            "budget's trials are points of this landscape (a study warm-starts any budget)"
+        )
+    trials = []
+    for t in result["trials"]:
+        if t.get("status") == "FINISHED" and t.get("scores"):
+            scores = {a: float(t["scores"][a]) for a in abilities}
+            obj = scoring.objective(scores, weights)
+            trials.append({"mixture": {a: int(t["mixture"][a]) for a in abilities}, "scores": scores, "objective": obj})
+    if not trials:
+        raise UserError(f"{what}: has no finished trial")
+    return WarmStart(source, kind, {}, trials)
