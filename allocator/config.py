@@ -178,9 +178,35 @@ class SearchConfig(_Section):
         4, ge=1, description="finished trials (the uniform baseline included) before the sampler models the space"
     )
     kappa: float = Field(1.0, ge=0, description="growth: standard deviations of the upper bound it maximizes")
+    scheduler: Literal["none", "asha"] = Field(
+        "none", description="asha: stop trials early at the proxy's intermediate evaluations (proxy.reports >= 2)"
+    )
+    grace_period: int = Field(1, ge=1, description="asha: evaluations a trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, ge=2, description="asha: 1 in reduction_factor trials goes on at each rung")
     warm_start: str | None = Field(
         None, description="a study's or optimization's result JSON or MLflow run id to start from (allocator.warmstart)"
     )
+    minimum: dict[str, int] | None = Field(None, description="examples per ability every searched mixture keeps")
+    maximum: dict[str, int] | None = Field(None, description="examples per ability no searched mixture exceeds")
+    floor: float | None = Field(
+        None,
+        ge=0,
+        description="a mixture with an ability scoring more than this below the uniform mixture's score "
+        "(normalized, e.g. 0.01 = 1 point) violates the floor and is never recommended",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchConfig:
+        for name, d in (("minimum", self.minimum), ("maximum", self.maximum)):
+            bad = [a for a, n in (d or {}).items() if n < 0]
+            if bad:
+                raise ValueError(f"{name}: the count of {bad[0]!r} must be >= 0, got {d[bad[0]]}")  # type: ignore[index]
+        for a, lo in (self.minimum or {}).items():
+            hi = (self.maximum or {}).get(a)
+            if hi is not None and lo > hi:
+                raise ValueError(f"minimum of {a!r} ({lo}) exceeds its maximum ({hi})")
+        return self
+
     max_concurrent_trials: int | None = Field(None, gt=0, description="default: as many as the CPUs allow")
 
 
@@ -258,6 +284,21 @@ class OptimizeConfig(_Section):
                     raise ValueError(f"weight of {a!r} must be >= 0, got {w}")
             if self.data is None and sum(self.weights.get(a, 0.0) for a in self.suite.abilities) <= 0:
                 raise ValueError("weights must not all be zero")
+        return self
+
+    @model_validator(mode="after")
+    def _search_bounds(self) -> OptimizeConfig:
+        if (self.search.minimum or self.search.maximum) and self.budget_unit != "examples":
+            raise ValueError("search.minimum and search.maximum count examples: they need budget_unit examples")
+        return self
+
+    @model_validator(mode="after")
+    def _scheduler(self) -> OptimizeConfig:
+        if self.search.scheduler == "asha" and self.search.grace_period >= self.proxy.reports:
+            raise ValueError(
+                f"search.scheduler asha stops trials between the proxy's evaluations: proxy.reports "
+                f"({self.proxy.reports}) must exceed search.grace_period ({self.search.grace_period})"
+            )
         return self
 
     def objective_weights(self, abilities: list[str]) -> dict[str, float]:

@@ -97,14 +97,28 @@ def counts_from_weights(
     return _largest_remainder(real, capmap, budget)
 
 
-def counts_from_point(point: Mapping[str, float], budget: int, caps: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Map a point ``{ability: u in [0, 1]}`` of the search space to counts (module doc)."""
+def counts_from_point(
+    point: Mapping[str, float],
+    budget: int,
+    caps: Mapping[str, int] | None = None,
+    minimum: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Map a point ``{ability: u in [0, 1]}`` of the search space to counts (module doc).
+    With ``minimum``, each ability first gets its minimum and the point splits the rest
+    (under the caps less the minimum)."""
     weights = {}
     for a, u in point.items():
         if not 0.0 <= u <= 1.0:
             raise ValueError(f"coordinate of {a!r} must lie in [0, 1], got {u}")
         weights[a] = -math.log1p(-min(u, _U_MAX))
-    return counts_from_weights(weights, budget, caps)
+    if not minimum:
+        return counts_from_weights(weights, budget, caps)
+    lo = {a: int(minimum.get(a, 0)) for a in weights}
+    cap = {a: (caps[a] if caps is not None and a in caps else budget) for a in weights}
+    if sum(lo.values()) > budget or any(lo[a] > cap[a] for a in weights):
+        raise ValueError(f"the minimum counts {lo} do not fit the budget {budget} and caps {cap}")
+    rest = counts_from_weights(weights, budget - sum(lo.values()), {a: cap[a] - lo[a] for a in weights})
+    return {a: lo[a] + rest[a] for a in weights}
 
 
 def uniform_point(abilities: list[str]) -> dict[str, float]:
@@ -134,9 +148,10 @@ def examples_within(lengths: Sequence[int], tokens: int, max_repeats: int = 1) -
 
 def allocate(point: Mapping[str, float], plan: Mapping) -> dict[str, int]:
     """Example counts for a point under a budget plan: ``{"unit": "examples" | "tokens",
-    "budget": int, "caps": {ability: cap in the unit}, "max_repeats": int}`` and, for
-    tokens, ``"lengths": {ability: token lengths in the fixed order}``."""
-    counts = counts_from_point(point, plan["budget"], plan["caps"])
+    "budget": int, "caps": {ability: cap in the unit}, "max_repeats": int}``, optionally
+    ``"minimum": {ability: count}`` and, for tokens, ``"lengths": {ability: token lengths
+    in the fixed order}``."""
+    counts = counts_from_point(point, plan["budget"], plan["caps"], plan.get("minimum"))
     if plan["unit"] == "examples":
         return counts
     return {a: examples_within(plan["lengths"][a], t, plan["max_repeats"]) for a, t in counts.items()}

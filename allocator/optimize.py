@@ -20,7 +20,16 @@ from typing import Any
 
 from allocator.config import OptimizeConfig, load_config, merge
 
-__all__ = ["OptimizeResult", "Prepared", "concurrency", "open_parent", "optimize", "prepare", "prepare_pools"]
+__all__ = [
+    "OptimizeResult",
+    "Prepared",
+    "bounded_plan",
+    "concurrency",
+    "open_parent",
+    "optimize",
+    "prepare",
+    "prepare_pools",
+]
 
 
 @dataclass
@@ -37,6 +46,7 @@ class OptimizeResult:
     config: dict[str, Any]
     seconds: float
     warm_start: dict[str, Any] | None = None
+    search_stats: dict[str, Any] | None = None  # early stopping: trials stopped, steps trained and saved
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -193,18 +203,22 @@ def optimize(
     (``optimize(trials=4, budget=2000)``). Raises ``UserError`` for bad input.
     """
     # heavy imports (Ray, torch) here, not at module level: `allocator --help` stays fast
-    from allocator.search import run_search
+    from allocator.search import compute_stats, run_search
     from allocator.tracking import open_tracker, ui_command
     from ray_cluster import connect, disconnect, trial_resources
 
     t_start = time.perf_counter()
     out = printer or (lambda s: print(s, flush=True))
     cfg = _as_config(config, overrides)
-    prep = prepare(cfg, out, before_base=lambda p: p.plan(cfg.budget_unit, cfg.budget))
+    prep = prepare(
+        cfg,
+        out,
+        before_base=lambda p: bounded_plan(p.plan(cfg.budget_unit, cfg.budget), cfg.search.minimum, cfg.search.maximum),
+    )
     pools, tok, base, base_scores = prep.pools, prep.tok, prep.base, prep.base_scores
     weights, uri = prep.weights, prep.uri
     abilities = pools.abilities
-    plan = pools.plan(cfg.budget_unit, cfg.budget)
+    plan = bounded_plan(pools.plan(cfg.budget_unit, cfg.budget), cfg.search.minimum, cfg.search.maximum)
     warm = None
     if cfg.search.warm_start:  # a user error here too comes before anything is written
         from allocator.warmstart import load_result, warm_start
@@ -264,7 +278,22 @@ def optimize(
             raise RuntimeError("the uniform baseline trial did not finish (see the Ray trial logs)")
         if not done:
             raise RuntimeError("no searched trial finished (see the Ray trial logs)")
-        best = max(done, key=lambda r: r.objective or 0.0)
+        if cfg.search.floor is not None:
+            _check_floor(records, baseline, cfg.search.floor, out)
+            for r in records:
+                if r.violations and r.mlflow_run_id:
+                    tracker.set_tag(r.mlflow_run_id, "allocator.floor_violations", ",".join(r.violations))
+        eligible = [r for r in done if not r.violations]
+        if not eligible:
+            out(f"no searched mixture meets the floor ({cfg.search.floor}): the uniform mixture is the recommendation")
+        best = max(eligible, key=lambda r: r.objective or 0.0) if eligible else baseline
+        stats = compute_stats(records)
+        if stats["early_stopped"]:
+            out(
+                f"early stopping ({cfg.search.scheduler}): {stats['early_stopped']} trials stopped, "
+                f"{stats['steps_trained']:,} of {stats['steps_without_early_stopping']:,} optimizer steps trained "
+                f"({100 * stats['compute_saved']:.0f}% saved)"
+            )
         result = OptimizeResult(
             best=_summary(best),
             baselines={"uniform": _summary(baseline)},
@@ -276,13 +305,16 @@ def optimize(
             config=cfg.to_dict(),
             seconds=round(time.perf_counter() - t_start, 1),
             warm_start=warm.summary() if warm is not None else None,
+            search_stats=stats,
         )
         tracker.log_metrics(
             parent,
             {
                 "best_objective": best.objective or 0.0,
                 "uniform_objective": baseline.objective or 0.0,
-                "failed_trials": sum(r.status != "FINISHED" for r in records),
+                "failed_trials": sum(r.status == "FAILED" for r in records),
+                "early_stopped_trials": stats["early_stopped"],
+                "compute_saved": stats["compute_saved"],
                 **{f"best_score/{a}": s for a, s in best.scores.items()},
             },
             step=0,
@@ -304,6 +336,51 @@ def optimize(
         raise
     finally:
         disconnect(started_ray)
+
+
+def bounded_plan(
+    plan: dict[str, Any], minimum: dict[str, int] | None, maximum: dict[str, int] | None
+) -> dict[str, Any]:
+    """The budget plan with ``search.minimum`` (kept by every mixture) and ``search.maximum``
+    (lowering the pool caps); a bound naming an unknown ability or one the budget cannot
+    meet is a ``UserError``."""
+    from allocator.errors import UserError
+
+    if not minimum and not maximum:
+        return plan
+    caps = dict(plan["caps"])
+    for name, d in (("minimum", minimum or {}), ("maximum", maximum or {})):
+        unknown = [a for a in d if a not in caps]
+        if unknown:
+            raise UserError(f"search.{name}: {unknown[0]!r} is not an ability of the pool ({', '.join(caps)})")
+    for a, hi in (maximum or {}).items():
+        caps[a] = min(caps[a], hi)
+    lo = {a: int(n) for a, n in (minimum or {}).items()}
+    over = [a for a, n in lo.items() if n > caps[a]]
+    if over:
+        a = over[0]
+        raise UserError(f"search.minimum: {a}={lo[a]} exceeds what {a} can give ({caps[a]}: its pool or maximum)")
+    budget = plan["budget"]
+    if sum(lo.values()) > budget:
+        raise UserError(f"search.minimum: the minimums add up to {sum(lo.values()):,}, over the budget {budget:,}")
+    if sum(caps.values()) < budget:
+        room = sum(caps.values())
+        raise UserError(f"search.maximum: the maximums leave room for {room:,}, under the budget {budget:,}")
+    return {**plan, "caps": caps, "minimum": lo}
+
+
+def _check_floor(records: list[Any], baseline: Any, floor: float, out: Callable[[str], None]) -> None:
+    """Mark the searched trials with an ability more than ``floor`` below the uniform
+    mixture's score: they are reported, never recommended."""
+    for r in records:
+        if r.kind == "search" and r.status == "FINISHED":
+            r.violations = [a for a, s in r.scores.items() if s < baseline.scores[a] - floor]
+    bad = [r for r in records if r.violations]
+    if bad:
+        out(f"floor ({floor} below the uniform mixture's score): {len(bad)} trials violate it, not recommended:")
+        for r in bad:
+            below = ", ".join(f"{a} {r.scores[a]:.3f} < {baseline.scores[a] - floor:.3f}" for a in r.violations)
+            out(f"  {r.name}: {below}")
 
 
 def _raw(s: dict[str, float], metric: str) -> str:

@@ -60,15 +60,16 @@ SCORES_ATTR = "allocator.scores"
 ALLOCATION_ATTR = "allocator.allocation"
 
 
-def point_from_counts(counts: Mapping[str, float]) -> dict[str, float]:
-    """A point ``{ability: u}`` that ``counts_from_point`` maps back to ``counts`` (when
-    they respect the caps): weights proportional to the counts, scaled so that equal
-    counts give the uniform point 0.5."""
-    total = float(sum(counts.values()))
+def point_from_counts(counts: Mapping[str, float], minimum: Mapping[str, int] | None = None) -> dict[str, float]:
+    """A point ``{ability: u}`` that ``counts_from_point`` (with the same ``minimum``) maps
+    back to ``counts`` when they respect the caps: weights proportional to the counts
+    above the minimum, scaled so that equal ones give the uniform point 0.5."""
+    above = {a: float(n) - float((minimum or {}).get(a, 0)) for a, n in counts.items()}
+    total = sum(above.values())
     if total <= 0:
         return {a: 0.5 for a in counts}
     scale = len(counts) * math.log(2.0) / total
-    return {a: float(-math.expm1(-scale * n)) for a, n in counts.items()}
+    return {a: float(-math.expm1(-scale * max(n, 0.0))) for a, n in above.items()}
 
 
 def prior_from_study(study: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
@@ -90,7 +91,7 @@ class GrowthCurveSampler(BaseSampler):
     """Proposes mixtures that maximize a growth-curve model of the trials (module doc).
 
     ``plan`` is the budget plan of allocator.mixtures (``unit``, ``budget``, ``caps``
-    in units of the budget); ``weights`` weight the objective's abilities (default
+    in units of the budget, optionally ``minimum``); ``weights`` weight the objective's abilities (default
     equal; the objective must be their weighted mean of normalized scores);
     ``minimum``/``maximum`` bound each ability's share in units of the budget.
     """
@@ -121,7 +122,10 @@ class GrowthCurveSampler(BaseSampler):
         if total <= 0:
             raise ValueError("weights must not all be zero")
         self.weights = {a: w.get(a, 0.0) / total for a in self.abilities}
-        self.minimum = {a: int((minimum or {}).get(a, 0)) for a in self.abilities}
+        # the space's own minimum (plan["minimum"]: allocator.mixtures) maps points to counts;
+        # ``minimum`` may raise it for the proposals
+        self.space_minimum = {a: int(plan.get("minimum", {}).get(a, 0)) for a in self.abilities}
+        self.minimum = {a: max(self.space_minimum[a], int((minimum or {}).get(a, 0))) for a in self.abilities}
         self.maximum = {a: min(self.caps[a], int((maximum or {}).get(a, self.budget))) for a in self.abilities}
         if sum(self.minimum.values()) > self.budget or sum(self.maximum.values()) < self.budget:
             raise ValueError(f"the per-ability bounds cannot hold a budget of {self.budget}")
@@ -172,7 +176,7 @@ class GrowthCurveSampler(BaseSampler):
             return {}
         assert self.last_proposal is not None
         self.proposals[trial.number] = {k: self.last_proposal[k] for k in ("predicted", "sd", "ucb")}
-        point = point_from_counts(counts)
+        point = point_from_counts(counts, self.space_minimum)
         return {name: point[name[2:]] for name in search_space if name[2:] in point}
 
     def sample_independent(
@@ -201,7 +205,7 @@ class GrowthCurveSampler(BaseSampler):
         out = [self._allocation(t)] if self._has_point(t) else []
         if all(f"u_{a}" in t.params for a in self.abilities):
             point = {a: float(t.params[f"u_{a}"]) for a in self.abilities}
-            out.append({a: float(n) for a, n in counts_from_point(point, self.budget, self.caps).items()})
+            out.append(self._counts(point))
         return out
 
     def _allocation(self, t: FrozenTrial) -> dict[str, float]:
@@ -209,7 +213,11 @@ class GrowthCurveSampler(BaseSampler):
         if isinstance(given, dict):
             return {a: float(given[a]) for a in self.abilities}
         point = {a: float(t.params[f"u_{a}"]) for a in self.abilities}
-        return {a: float(n) for a, n in counts_from_point(point, self.budget, self.caps).items()}
+        return self._counts(point)
+
+    def _counts(self, point: Mapping[str, float]) -> dict[str, float]:
+        counts = counts_from_point(point, self.budget, self.caps, self.space_minimum)
+        return {a: float(n) for a, n in counts.items()}
 
     def fit(
         self, allocations: Sequence[Mapping[str, float]], scores: Sequence[Mapping[str, float]], seed: int = 0

@@ -35,7 +35,15 @@ from allocator.tracking import Tracker
 if TYPE_CHECKING:
     from allocator.warmstart import WarmStart
 
-__all__ = ["TrialRecord", "make_sampler", "run_search", "train_trial", "trial_error_line", "trial_metrics"]
+__all__ = [
+    "TrialRecord",
+    "compute_stats",
+    "make_sampler",
+    "run_search",
+    "train_trial",
+    "trial_error_line",
+    "trial_metrics",
+]
 
 
 def trial_metrics(
@@ -68,6 +76,9 @@ class TrialRecord:
     losses: dict[str, float] = field(default_factory=dict)  # held-out response loss per ability
     data_hash: str | None = None  # content hash of the exact training examples
     origin: str | None = None  # how the mixture was chosen: baseline, warm start, the sampler (its model)
+    steps: int | None = None  # optimizer steps trained when last evaluated
+    evaluations: int = 0  # evaluations reported (fewer than proxy.reports: stopped early by the scheduler)
+    violations: list[str] = field(default_factory=list)  # abilities below the floor (search.floor)
     predicted: float | None = None  # the growth-curve model's predicted objective, for its proposals
     seconds: float | None = None
     mlflow_run_id: str | None = None
@@ -133,8 +144,10 @@ class _TrialLog(tune.Callback):
         trials: int,
         printer: Callable[[str], None],
         origin: Mapping[str, Any] | None = None,
+        reports: int = 1,
     ) -> None:
         self.tracker, self.abilities, self.plan, self.data_hash = tracker, abilities, plan, data_hash
+        self.reports = reports
         self.total, self.printer = trials, printer
         self.records: dict[str, TrialRecord] = {}
         self.started: dict[str, float] = {}
@@ -191,6 +204,7 @@ class _TrialLog(tune.Callback):
         assert rec.mlflow_run_id is not None
         self.tracker.log_metrics(rec.mlflow_run_id, metrics, step=int(result["step"]))
         rec.objective = float(result["objective"])
+        rec.steps, rec.evaluations = int(result["step"]), rec.evaluations + 1
         rec.scores = {a: float(result[f"score/{a}"]) for a in self.abilities}
         rec.losses = {a: float(result[f"loss/{a}"]) for a in self.abilities}
         rec.exact_match = {a: float(result[k]) for a in self.abilities if (k := f"exact_match/{a}") in result}
@@ -202,17 +216,41 @@ class _TrialLog(tune.Callback):
         assert rec.mlflow_run_id is not None
         if error:
             self.tracker.set_tag(rec.mlflow_run_id, "allocator.error", error[:5000])
-        self.tracker.end(rec.mlflow_run_id, status)
+        # in MLflow an early-stopped trial ran fine (FINISHED, tagged allocator.early_stopped)
+        self.tracker.end(rec.mlflow_run_id, "FINISHED" if status == "EARLY_STOPPED" else status)
         label = "baseline " if rec.kind == "baseline" else f"{rec.name[6:]}/{self.total:03d}"
         mix = " ".join(f"{a}={n}" for a, n in rec.mixture.items())
         obj = f"{rec.objective:.4f}" if rec.objective is not None else "  -   "
-        self.printer(f"  {label}  objective {obj}  {rec.seconds:6.1f}s  {status:8s}  {mix}")
+        shown = "STOPPED" if status == "EARLY_STOPPED" else status  # early, at step rec.steps
+        self.printer(f"  {label}  objective {obj}  {rec.seconds:6.1f}s  {shown:8s}  {mix}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, "FINISHED" if self._open(trial).objective is not None else "FAILED")
+        rec = self._open(trial)
+        if rec.objective is None:
+            self._finish(trial, "FAILED")
+        elif rec.evaluations < self.reports:  # the scheduler stopped it: its objective is partial
+            self.tracker.set_tag(rec.mlflow_run_id or "", "allocator.early_stopped", "true")
+            self._finish(trial, "EARLY_STOPPED")
+        else:
+            self._finish(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, "FAILED", trial_error_line(trial))
+
+
+def compute_stats(records: Sequence[TrialRecord]) -> dict[str, Any]:
+    """Optimizer steps trained vs. what every trial trained in full would have cost (the
+    fully trained trials share one step count: the budget fixes it): what early stopping saved."""
+    ran = [r for r in records if r.steps is not None]
+    full = max((r.steps or 0 for r in ran if r.status == "FINISHED"), default=0)
+    trained = sum(r.steps or 0 for r in ran)
+    would = full * len(ran)
+    return {
+        "early_stopped": sum(r.status == "EARLY_STOPPED" for r in records),
+        "steps_trained": trained,
+        "steps_without_early_stopping": would,
+        "compute_saved": round(1.0 - trained / would, 4) if would else 0.0,
+    }
 
 
 def make_sampler(
@@ -253,8 +291,10 @@ class _ScoredOptunaSearch(OptunaSearch):
     Optuna trial (user attribute ``allocator.scores``) before telling Optuna the
     objective: the growth-curve sampler models them, and an Optuna storage keeps them."""
 
-    def __init__(self, abilities: list[str], warm_trials: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:
-        self._abilities = abilities
+    def __init__(
+        self, abilities: list[str], reports: int, warm_trials: Sequence[Mapping[str, Any]] = (), **kwargs: Any
+    ) -> None:
+        self._abilities, self._reports = abilities, reports
         self._warm_trials = list(warm_trials)
         super().__init__(**kwargs)
 
@@ -281,9 +321,18 @@ class _ScoredOptunaSearch(OptunaSearch):
         return proposals.get(ot_trial.number) if ot_trial is not None and proposals is not None else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        import optuna
+
         ot_trial = self._ot_trials.get(trial_id)  # Ray's map of Tune trial ids to Optuna trials
-        if result and ot_trial is not None and all(f"score/{a}" in result for a in self._abilities):
-            ot_trial.set_user_attr(SCORES_ATTR, {a: float(result[f"score/{a}"]) for a in self._abilities})
+        if result and ot_trial is not None and trial_id not in self._completed_trials:
+            if int(result.get("training_iteration", self._reports)) < self._reports:
+                # stopped early by the scheduler: a partial score, not a point of the landscape;
+                # PRUNED keeps its intermediate values for samplers that use them
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+                self._completed_trials.add(trial_id)
+                return
+            if all(f"score/{a}" in result for a in self._abilities):
+                ot_trial.set_user_attr(SCORES_ATTR, {a: float(result[f"score/{a}"]) for a in self._abilities})
         super().on_trial_complete(trial_id, result, error)
 
 
@@ -316,8 +365,10 @@ def run_search(
     first = {"uniform-baseline": uniform_point(abilities)}
     for label, counts in (warm.enqueue if warm is not None else {}).items():
         first[f"warm-{label}"] = point_from_counts(counts)
+    reports = int(config["proxy"]["reports"])
     searcher = _ScoredOptunaSearch(
         abilities,
+        reports,
         warm_trials=warm.trials if warm is not None else (),
         metric="objective",
         mode="max",
@@ -325,13 +376,28 @@ def run_search(
         points_to_evaluate=[{f"u_{a}": u for a, u in p.items()} for p in first.values()],
     )
     origin = {"sampler": config["search"]["sampler"], "first": first, "proposal": searcher.proposal}
-    log = _TrialLog(tracker, abilities, setup["plan"], data_hash, config["trials"], printer, origin)
+    log = _TrialLog(tracker, abilities, setup["plan"], data_hash, config["trials"], printer, origin, reports)
+    scheduler = None
+    if config["search"]["scheduler"] == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(
+            metric="objective",
+            mode="max",
+            time_attr="training_iteration",  # one per proxy evaluation
+            max_t=reports,
+            grace_period=config["search"]["grace_period"],
+            reduction_factor=config["search"]["reduction_factor"],
+        )
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
     tuner = tune.Tuner(
         trainable,
         param_space={f"u_{a}": tune.uniform(0.0, 1.0) for a in abilities},
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=config["trials"] + 1, max_concurrent_trials=max_concurrent
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=config["trials"] + 1,
+            max_concurrent_trials=max_concurrent,
         ),
         run_config=tune.RunConfig(name=run_name, storage_path=storage_path, callbacks=[log], verbose=0),
     )
@@ -341,7 +407,7 @@ def run_search(
     # to be lost now and then (the run went on to exit 0) or to leave the process hanging at exit.
     tuner.fit()
     records = sorted(log.records.values(), key=lambda r: (r.kind != "baseline", r.name))
-    ended = [r for r in records if r.status in ("FINISHED", "FAILED")]
+    ended = [r for r in records if r.status in ("FINISHED", "FAILED", "EARLY_STOPPED")]
     if len(ended) < config["trials"] + 1:
         # Tune stops early only when interrupted (its SIGINT handler returns from fit()):
         # the search is incomplete, and must not be reported as finished

@@ -87,13 +87,15 @@ def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
 
     monkeypatch.chdir(tmp_path)
     lines = []
+    bounds = {"minimum": {"add": 30}, "maximum": {"first": 5}, "floor": 0.5}
     result = allocator.optimize(
         SMOKE,
         trials=1,
-        search={"sampler": sampler},
+        search={"sampler": sampler, **bounds},
         printer=lines.append,
     )
     d = result.to_dict()
+    assert all(t["mixture"]["add"] >= 30 and t["mixture"]["first"] <= 5 for t in d["trials"])
     assert d["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert len(d["trials"]) == 2 and d["best"]["name"] == "trial-001"
     _check_store(d["mlflow"]["tracking_uri"], d["mlflow"]["experiment_id"], d["mlflow"]["parent_run_id"], 1)

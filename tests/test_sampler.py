@@ -241,45 +241,74 @@ def test_the_regret_replay_reads_the_table_and_the_growth_sampler_beats_random_o
 
 
 def _synthetic_trial(config: dict) -> None:
-    """A Tune trainable that reports like allocator's proxy trial, on the synthetic truth."""
+    """A Tune trainable that reports like allocator's proxy trial (two evaluations, the
+    first at half the steps and half the score) on the synthetic truth."""
     from ray import tune
 
     counts = counts_from_point({a: config[f"u_{a}"] for a in GAIN}, BUDGET, PLAN["caps"])
     scores = {a: true_score(a, counts[a]) for a in GAIN}
-    metrics = {f"score/{a}": s for a, s in scores.items()}
-    tune.report({"step": 1, "objective": sum(scores.values()) / len(scores), **metrics})
+    for step, part in ((5, 0.5), (10, 1.0)):
+        metrics = {f"score/{a}": part * s for a, s in scores.items()}
+        metrics.update({f"loss/{a}": 1.0 - part * s for a, s in scores.items()})
+        tune.report({"step": step, "objective": part * sum(scores.values()) / len(scores), **metrics})
 
 
-def test_inside_a_real_ray_tune_search_the_sampler_gets_every_trials_scores(tmp_path):
+def test_a_real_ray_tune_search_feeds_the_sampler_and_asha_stops_a_bad_trial(tmp_path):
+    from mlflow import MlflowClient
     from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
 
-    from allocator.search import _ScoredOptunaSearch
+    from allocator.search import _ScoredOptunaSearch, _TrialLog, compute_stats
+    from allocator.tracking import Tracker
     from ray_cluster import connect, disconnect
 
     sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=2, draws=8)
+    bad = point_from_counts({"a": 0, "b": 0, "c": BUDGET, "d": 0})  # all on the ability capped at 0.3
+    first = {"uniform-baseline": uniform_point(list(GAIN)), "warm-bad": bad}
     searcher = _ScoredOptunaSearch(
         list(GAIN),
+        2,
         metric="objective",
         mode="max",
         sampler=sampler,
-        points_to_evaluate=[{f"u_{a}": u for a, u in uniform_point(list(GAIN)).items()}],
+        points_to_evaluate=[{f"u_{a}": u for a, u in p.items()} for p in first.values()],
     )
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "asha")
+    tracker.start_parent("asha", {}, {})
+    origin = {"sampler": "growth", "first": first, "proposal": searcher.proposal}
+    log = _TrialLog(tracker, list(GAIN), PLAN, lambda m: "0" * 64, 5, lambda _: None, origin, reports=2)
+    asha = ASHAScheduler(metric="objective", mode="max", time_attr="training_iteration", max_t=2, grace_period=1)
     started = connect(None, 2)
     try:
         tuner = tune.Tuner(
             _synthetic_trial,
             param_space={f"u_{a}": tune.uniform(0.0, 1.0) for a in GAIN},
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=5, max_concurrent_trials=2),
-            run_config=tune.RunConfig(name="growth", storage_path=str(tmp_path), verbose=0),
+            # one at a time: which trial ASHA stops is then deterministic
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=asha, num_samples=6, max_concurrent_trials=1),
+            run_config=tune.RunConfig(name="growth", storage_path=str(tmp_path), callbacks=[log], verbose=0),
         )
         results = tuner.fit()
     finally:
         disconnect(started)
-    assert not results.errors and len(results) == 5
-    trials = searcher._ot_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(trials) == 5 and all(set(t.user_attrs[SCORES_ATTR]) == set(GAIN) for t in trials)
-    # 2 at a time: the 4th and 5th trials are suggested after at least 2 have finished
-    proposed = [t for t in trials if t.number in sampler.proposals]
-    assert len(proposed) >= 2
+    assert not results.errors and len(results) == 6
+    records = {r.name: r for r in log.records.values()}
+    # the bad mixture is below the uniform one at the first evaluation: stopped there
+    assert records["trial-001"].origin == "warm start: bad"
+    assert records["trial-001"].status == "EARLY_STOPPED" and records["trial-001"].steps == 5
+    assert records["uniform-baseline"].status == "FINISHED" and records["uniform-baseline"].steps == 10
+    stats = compute_stats(list(log.records.values()))
+    assert stats["early_stopped"] >= 1 and stats["steps_without_early_stopping"] == 60
+    assert stats["compute_saved"] == pytest.approx(1 - stats["steps_trained"] / 60)
+    run = MlflowClient(tracker.uri).get_run(records["trial-001"].mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["allocator.early_stopped"] == "true"
+    # Optuna: the stopped trial is PRUNED (a partial score is no point of the landscape);
+    # every completed one carries its per-ability scores
+    ot = {t.number: t for t in searcher._ot_study.trials}
+    assert ot[1].state == optuna.trial.TrialState.PRUNED and SCORES_ATTR not in ot[1].user_attrs
+    complete = [t for t in ot.values() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(set(t.user_attrs[SCORES_ATTR]) == set(GAIN) for t in complete)
+    # from 2 completed trials on, the model proposes; its proposals beat the uniform mixture
+    proposed = [r for r in records.values() if r.origin.startswith("growth model: predicted")]
+    assert proposed and all(isinstance(r.predicted, float) for r in proposed)
     uniform = true_objective(counts_from_point(uniform_point(list(GAIN)), BUDGET))
-    assert max(t.value for t in proposed) > uniform  # even from 2 or 3 trials, the model beats uniform
+    assert max(r.objective for r in proposed if r.status == "FINISHED") > uniform

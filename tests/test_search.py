@@ -4,8 +4,9 @@ import pytest
 from mlflow import MlflowClient
 
 from allocator.config import load_config
-from allocator.optimize import prepare_pools
-from allocator.search import run_search, trial_metrics
+from allocator.errors import UserError
+from allocator.optimize import _check_floor, bounded_plan, prepare_pools
+from allocator.search import TrialRecord, compute_stats, run_search, trial_metrics
 from allocator.tracking import Tracker
 from ray_cluster import connect, disconnect
 
@@ -70,3 +71,51 @@ def test_failing_trials_are_failed_runs_with_their_error(tmp_path, cache_dir):
     assert all("allocator.error" in r.data.tags for r in children)
     assert client.get_run(parent).info.status == "FAILED"
     assert sum("FAILED" in ln for ln in lines) == 2
+
+
+def test_bounds_become_the_plans_caps_and_minimum_and_impossible_ones_are_user_errors():
+    plan = {"unit": "examples", "budget": 100, "caps": {"a": 80, "b": 80, "c": 80}, "max_repeats": 1}
+    assert bounded_plan(plan, None, None) is plan
+    b = bounded_plan(plan, {"a": 10}, {"b": 20})
+    assert b["caps"] == {"a": 80, "b": 20, "c": 80} and b["minimum"] == {"a": 10}
+    from allocator.mixtures import allocate
+
+    for u in (0.0, 0.3, 0.9):
+        counts = allocate({"a": 0.0, "b": u, "c": 1 - u}, b)
+        assert sum(counts.values()) == 100 and counts["a"] >= 10 and counts["b"] <= 20
+    for minimum, maximum, message in [
+        ({"x": 1}, None, "search.minimum: 'x' is not an ability"),
+        ({"a": 90}, None, "a=90 exceeds what a can give"),
+        ({"a": 60, "b": 50}, None, "add up to 110, over the budget 100"),
+        (None, {"a": 10, "b": 10, "c": 10}, "leave room for 30, under the budget 100"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            bounded_plan(plan, minimum, maximum)
+
+
+def _rec(name, kind, scores, status="FINISHED", steps=10):
+    r = TrialRecord(name, name, kind, {a: 1 for a in scores}, status=status, objective=sum(scores.values()))
+    r.scores, r.steps = scores, steps
+    return r
+
+
+def test_a_trial_below_the_floor_is_reported_and_marked():
+    base = _rec("uniform-baseline", "baseline", {"a": 0.5, "b": 0.5})
+    ok = _rec("trial-001", "search", {"a": 0.9, "b": 0.45})
+    low = _rec("trial-002", "search", {"a": 1.0, "b": 0.3})
+    lines = []
+    _check_floor([base, ok, low], base, 0.1, lines.append)
+    assert ok.violations == [] and low.violations == ["b"] and base.violations == []
+    assert lines[0].startswith("floor (0.1 below the uniform mixture's score): 1 trials violate it")
+    assert lines[1] == "  trial-002: b 0.300 < 0.400"
+
+
+def test_compute_stats_counts_what_early_stopping_saved():
+    recs = [
+        _rec("u", "baseline", {"a": 0.5}),
+        _rec("t1", "search", {"a": 0.1}, status="EARLY_STOPPED", steps=5),
+        _rec("t2", "search", {"a": 0.6}),
+        _rec("t3", "search", {"a": 0.0}, status="FAILED", steps=None),
+    ]
+    s = compute_stats(recs)
+    assert s == {"early_stopped": 1, "steps_trained": 25, "steps_without_early_stopping": 30, "compute_saved": 0.1667}
