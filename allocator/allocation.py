@@ -24,7 +24,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["doit_rule", "maximize_separable", "objective_terms", "predicted_scores", "tailored_allocation"]
+__all__ = [
+    "doit_rule",
+    "maximize_separable",
+    "objective_terms",
+    "pareto_front",
+    "predicted_scores",
+    "tailored_allocation",
+]
 
 Curve = Callable[[np.ndarray], np.ndarray]
 
@@ -164,3 +171,16 @@ def doit_rule(
             counts[a] += give
             freed -= give
     return counts
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points ``(score, cost)`` no other point dominates (a score at least
+    as high for a cost at most as high, one of them strictly), by increasing cost;
+    of equal points the first is kept."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0], i))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][0] > best:
+            front.append(i)
+            best = points[i][0]
+    return front

@@ -186,6 +186,12 @@ class SearchConfig(_Section):
     warm_start: str | None = Field(
         None, description="a study's or optimization's result JSON or MLflow run id to start from (allocator.warmstart)"
     )
+    multi_objective: bool = Field(
+        False,
+        description="search (objective, examples used) together: a mixture may use less than the budget, down to "
+        "min_budget_fraction of it; the result holds the Pareto front",
+    )
+    min_budget_fraction: float = Field(0.1, gt=0, le=1, description="multi_objective: the smallest share of the budget")
     minimum: dict[str, int] | None = Field(None, description="examples per ability every searched mixture keeps")
     maximum: dict[str, int] | None = Field(None, description="examples per ability no searched mixture exceeds")
     floor: float | None = Field(
@@ -205,6 +211,10 @@ class SearchConfig(_Section):
             hi = (self.maximum or {}).get(a)
             if hi is not None and lo > hi:
                 raise ValueError(f"minimum of {a!r} ({lo}) exceeds its maximum ({hi})")
+        if self.multi_objective and self.sampler in ("growth", "cmaes"):
+            raise ValueError(f"multi_objective needs a multi-objective sampler (tpe, gp or random), not {self.sampler}")
+        if self.multi_objective and self.scheduler != "none":
+            raise ValueError("multi_objective cannot stop trials early (scheduler must be none)")
         return self
 
     max_concurrent_trials: int | None = Field(None, gt=0, description="default: as many as the CPUs allow")

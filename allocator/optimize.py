@@ -47,6 +47,7 @@ class OptimizeResult:
     seconds: float
     warm_start: dict[str, Any] | None = None
     search_stats: dict[str, Any] | None = None  # early stopping: trials stopped, steps trained and saved
+    pareto: dict[str, Any] | None = None  # multi-objective: the (objective, examples) front
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -203,6 +204,7 @@ def optimize(
     (``optimize(trials=4, budget=2000)``). Raises ``UserError`` for bad input.
     """
     # heavy imports (Ray, torch) here, not at module level: `allocator --help` stays fast
+    from allocator.errors import UserError
     from allocator.search import compute_stats, run_search
     from allocator.tracking import open_tracker, ui_command
     from ray_cluster import connect, disconnect, trial_resources
@@ -219,6 +221,12 @@ def optimize(
     weights, uri = prep.weights, prep.uri
     abilities = pools.abilities
     plan = bounded_plan(pools.plan(cfg.budget_unit, cfg.budget), cfg.search.minimum, cfg.search.maximum)
+    smallest = round(cfg.search.min_budget_fraction * cfg.budget)
+    if cfg.search.multi_objective and sum(plan.get("minimum", {}).values()) > smallest:
+        raise UserError(
+            f"search.minimum: the minimums add up to {sum(plan['minimum'].values()):,}, more than the smallest "
+            f"mixture of the multi-objective search ({smallest:,}: min_budget_fraction x budget)"
+        )
     warm = None
     if cfg.search.warm_start:  # a user error here too comes before anything is written
         from allocator.warmstart import load_result, warm_start
@@ -288,6 +296,7 @@ def optimize(
             out(f"no searched mixture meets the floor ({cfg.search.floor}): the uniform mixture is the recommendation")
         best = max(eligible, key=lambda r: r.objective or 0.0) if eligible else baseline
         stats = compute_stats(records)
+        pareto = _pareto(records, best, out) if cfg.search.multi_objective else None
         if stats["early_stopped"]:
             out(
                 f"early stopping ({cfg.search.scheduler}): {stats['early_stopped']} trials stopped, "
@@ -306,6 +315,7 @@ def optimize(
             seconds=round(time.perf_counter() - t_start, 1),
             warm_start=warm.summary() if warm is not None else None,
             search_stats=stats,
+            pareto=pareto,
         )
         tracker.log_metrics(
             parent,
@@ -367,6 +377,29 @@ def bounded_plan(
         room = sum(caps.values())
         raise UserError(f"search.maximum: the maximums leave room for {room:,}, under the budget {budget:,}")
     return {**plan, "caps": caps, "minimum": lo}
+
+
+def _pareto(records: list[Any], best: Any, out: Callable[[str], None]) -> dict[str, Any]:
+    """The (objective, examples) Pareto front of the finished trials that may be
+    recommended, and the cheapest mixture within 1, 2 and 5% of the best objective."""
+    from allocator.allocation import pareto_front
+
+    ok = [r for r in records if r.status == "FINISHED" and not r.violations and r.objective is not None]
+    idx = pareto_front([(r.objective, sum(r.mixture.values())) for r in ok])
+    front = [ok[i] for i in idx]
+    top = best.objective or 0.0
+    cheapest = {}
+    for pct in (1, 2, 5):
+        within = [r for r in front if (r.objective or 0.0) >= top - abs(top) * pct / 100]
+        cheapest[f"{pct}%"] = within[0].name if within else None
+    out("Pareto front (objective vs examples trained):")
+    for r in front:
+        out(f"  {r.name:16s} {sum(r.mixture.values()):7,d} examples  objective {r.objective:.4f}")
+    out("cheapest within " + ", ".join(f"{k} of the best: {v}" for k, v in cheapest.items()))
+    return {
+        "front": [{"name": r.name, "examples": sum(r.mixture.values()), "objective": r.objective} for r in front],
+        "cheapest_within": cheapest,
+    }
 
 
 def _check_floor(records: list[Any], baseline: Any, floor: float, out: Callable[[str], None]) -> None:

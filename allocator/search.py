@@ -39,6 +39,7 @@ __all__ = [
     "TrialRecord",
     "compute_stats",
     "make_sampler",
+    "mixture_of",
     "run_search",
     "train_trial",
     "trial_error_line",
@@ -92,6 +93,14 @@ def _point(config: Mapping[str, float], abilities: list[str]) -> dict[str, float
     return {a: float(config[f"u_{a}"]) for a in abilities}
 
 
+def mixture_of(params: Mapping[str, float], abilities: list[str], plan: Mapping[str, Any]) -> dict[str, int]:
+    """The counts a trial's parameters stand for: its point under the plan, and under
+    ``budget_fraction`` of the budget when the search is multi-objective."""
+    if "budget_fraction" in params:
+        plan = {**plan, "budget": max(1, round(float(params["budget_fraction"]) * plan["budget"]))}
+    return allocate(_point(params, abilities), plan)
+
+
 def train_trial(setup: Mapping[str, Any], mixture: Mapping[str, int], seed: int) -> None:
     """Runs in a Ray worker: one proxy fine-tune on ``mixture``, reporting ``trial_metrics``
     to Tune at each evaluation (``setup``: see ``run_search``)."""
@@ -99,8 +108,11 @@ def train_trial(setup: Mapping[str, Any], mixture: Mapping[str, int], seed: int)
 
     cfg = setup["config"]
 
+    examples = sum(mixture.values())  # the second objective of a multi-objective search
+
     def report(step: int, raw: dict[str, dict[str, float]]) -> None:
-        tune.report({"step": step, **trial_metrics(raw, setup["metrics"], setup["base_scores"], setup["weights"])})
+        metrics = trial_metrics(raw, setup["metrics"], setup["base_scores"], setup["weights"])
+        tune.report({"step": step, "examples": examples, **metrics})
 
     run_proxy(
         base_weights=setup["base_weights"],
@@ -120,7 +132,7 @@ def train_trial(setup: Mapping[str, Any], mixture: Mapping[str, int], seed: int)
 
 def _trainable(params: dict[str, Any], setup: dict[str, Any]) -> None:
     """One trial of the search: the mixture ``params`` stands for."""
-    train_trial(setup, allocate(_point(params, setup["abilities"]), setup["plan"]), setup["config"]["seed"])
+    train_trial(setup, mixture_of(params, setup["abilities"], setup["plan"]), setup["config"]["seed"])
 
 
 def trial_error_line(trial: Any) -> str:
@@ -165,7 +177,7 @@ class _TrialLog(tune.Callback):
         if trial.trial_id in self.records:
             return self.records[trial.trial_id]
         point = _point(trial.config, self.abilities)
-        mixture = allocate(point, self.plan)
+        mixture = mixture_of(trial.config, self.abilities, self.plan)
         # the enqueued points (baseline, warm start) come back as they went in, each once
         label = next((k for k, p in self.first.items() if p == point), None)
         if label is not None:
@@ -292,9 +304,14 @@ class _ScoredOptunaSearch(OptunaSearch):
     objective: the growth-curve sampler models them, and an Optuna storage keeps them."""
 
     def __init__(
-        self, abilities: list[str], reports: int, warm_trials: Sequence[Mapping[str, Any]] = (), **kwargs: Any
+        self,
+        abilities: list[str],
+        reports: int,
+        warm_trials: Sequence[Mapping[str, Any]] = (),
+        budget: int = 1,
+        **kwargs: Any,
     ) -> None:
-        self._abilities, self._reports = abilities, reports
+        self._abilities, self._reports, self._budget = abilities, reports, budget
         self._warm_trials = list(warm_trials)
         super().__init__(**kwargs)
 
@@ -303,13 +320,18 @@ class _ScoredOptunaSearch(OptunaSearch):
         import optuna
 
         # a warm start's measured trials: completed trials of this Optuna study, not Tune trials
+        multi = isinstance(self._metric, list)
         for t in self._warm_trials:
             point = point_from_counts(t["mixture"])
+            params: dict[str, float] = {f"u_{a}": point[a] for a in self._abilities}
+            examples = sum(t["mixture"].values())
+            if multi:
+                params["budget_fraction"] = min(1.0, examples / self._budget)
             self._ot_study.add_trial(
                 optuna.trial.create_trial(
-                    params={f"u_{a}": point[a] for a in self._abilities},
+                    params=params,
                     distributions=self._space,
-                    value=t["objective"],
+                    values=[t["objective"], examples] if multi else [t["objective"]],
                     user_attrs={SCORES_ATTR: t["scores"], ALLOCATION_ATTR: t["mixture"], "allocator.warm_start": True},
                 )
             )
@@ -366,14 +388,21 @@ def run_search(
     for label, counts in (warm.enqueue if warm is not None else {}).items():
         first[f"warm-{label}"] = point_from_counts(counts)
     reports = int(config["proxy"]["reports"])
+    multi = bool(config["search"]["multi_objective"])
+    space: dict[str, Any] = {f"u_{a}": tune.uniform(0.0, 1.0) for a in abilities}
+    starts = [{f"u_{a}": u for a, u in p.items()} for p in first.values()]
+    if multi:  # (objective, examples): a mixture may use less than the budget
+        space["budget_fraction"] = tune.uniform(config["search"]["min_budget_fraction"], 1.0)
+        starts = [{**p, "budget_fraction": 1.0} for p in starts]
     searcher = _ScoredOptunaSearch(
         abilities,
         reports,
         warm_trials=warm.trials if warm is not None else (),
-        metric="objective",
-        mode="max",
+        budget=int(setup["plan"]["budget"]),
+        metric=["objective", "examples"] if multi else "objective",
+        mode=["max", "min"] if multi else "max",
         sampler=sampler,
-        points_to_evaluate=[{f"u_{a}": u for a, u in p.items()} for p in first.values()],
+        points_to_evaluate=starts,
     )
     origin = {"sampler": config["search"]["sampler"], "first": first, "proposal": searcher.proposal}
     log = _TrialLog(tracker, abilities, setup["plan"], data_hash, config["trials"], printer, origin, reports)
@@ -392,7 +421,7 @@ def run_search(
     trainable = tune.with_resources(tune.with_parameters(_trainable, setup=setup), resources)
     tuner = tune.Tuner(
         trainable,
-        param_space={f"u_{a}": tune.uniform(0.0, 1.0) for a in abilities},
+        param_space=space,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,

@@ -11,8 +11,8 @@ must match: normalized scores are only comparable then).
   sampler also fits the study's points (its curves' data) and uses its transference
   matrix. Other samplers get the tailored trial only: the study's runs have other
   budgets, so their objectives are not points of this search's landscape.
-- From an **optimization** with the same budget: its finished trials join the Optuna
-  study as completed trials (with their per-ability scores; objectives recomputed
+- From an **optimization** with the same budget: its finished trials that used the
+  whole budget join the Optuna study as completed trials (with their per-ability scores; objectives recomputed
   with this search's weights), so every sampler starts from them. They are not
   trained again and are not this search's trials.
 
@@ -146,7 +146,8 @@ def warm_start(
         )
     trials = []
     for t in result["trials"]:
-        if t.get("status") == "FINISHED" and t.get("scores"):
+        # a multi-objective search's cheaper mixtures are not points of a full-budget landscape
+        if t.get("status") == "FINISHED" and t.get("scores") and sum(t["mixture"].values()) == budget:
             scores = {a: float(t["scores"][a]) for a in abilities}
             obj = scoring.objective(scores, weights)
             trials.append({"mixture": {a: int(t["mixture"][a]) for a in abilities}, "scores": scores, "objective": obj})

@@ -10,7 +10,7 @@ SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 ABILITIES = ["first", "copy", "upper", "sort", "count", "add", "reverse"]
 
 
-def _check_store(uri, experiment_id, parent_id, n_trials):
+def _check_store(uri, experiment_id, parent_id, n_trials, used=None):
     client = MlflowClient(uri)
     runs = client.search_runs([experiment_id])
     parent = client.get_run(parent_id)
@@ -25,7 +25,8 @@ def _check_store(uri, experiment_id, parent_id, n_trials):
         assert len(r.data.params["data_hash"]) == 64
         assert {f"loss/{a}" for a in ABILITIES} <= set(r.data.metrics)
         assert "objective" in r.data.metrics
-        assert sum(int(r.data.params[f"mixture.{a}"]) for a in ABILITIES) == 120
+        total = sum(int(r.data.params[f"mixture.{a}"]) for a in ABILITIES)
+        assert total == (used[r.data.tags["mlflow.runName"]] if used else 120)
     names = {a.path for a in client.list_artifacts(parent_id)}
     assert {"config.json", "pool.json", "recommendation.json"} <= names
     return children
@@ -87,18 +88,26 @@ def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
 
     monkeypatch.chdir(tmp_path)
     lines = []
+    # bounds, a floor and two objectives (objective, examples) on the built-in suite
     bounds = {"minimum": {"add": 30}, "maximum": {"first": 5}, "floor": 0.5}
+    mo = {"multi_objective": True, "min_budget_fraction": 0.5}
     result = allocator.optimize(
         SMOKE,
         trials=1,
-        search={"sampler": sampler, **bounds},
+        search={"sampler": sampler, **bounds, **mo},
         printer=lines.append,
     )
     d = result.to_dict()
     assert all(t["mixture"]["add"] >= 30 and t["mixture"]["first"] <= 5 for t in d["trials"])
+    used = {t["name"]: sum(t["mixture"].values()) for t in d["trials"]}
+    assert used["uniform-baseline"] == 120 and 60 <= used["trial-001"] <= 120
+    front = d["pareto"]["front"]
+    assert front and [p["examples"] for p in front] == sorted(p["examples"] for p in front)
+    assert d["pareto"]["cheapest_within"]["5%"] in {p["name"] for p in front}
+    assert any(ln.startswith("Pareto front") for ln in lines)
     assert d["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert len(d["trials"]) == 2 and d["best"]["name"] == "trial-001"
-    _check_store(d["mlflow"]["tracking_uri"], d["mlflow"]["experiment_id"], d["mlflow"]["parent_run_id"], 1)
+    _check_store(d["mlflow"]["tracking_uri"], d["mlflow"]["experiment_id"], d["mlflow"]["parent_run_id"], 1, used)
     assert any(ln.startswith("best mixture:") for ln in lines)
     assert [t["origin"] for t in d["trials"]] == ["baseline: the uniform mixture", f"{sampler} sampler"]
 
@@ -107,10 +116,11 @@ def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
     warm = allocator.optimize(
         SMOKE,
         trials=1,
-        search={"sampler": "growth", "n_startup_trials": 2, "warm_start": d["mlflow"]["parent_run_id"]},
+        search={"sampler": "growth", "n_startup_trials": 1, "warm_start": d["mlflow"]["parent_run_id"]},
         printer=lines.append,
     ).to_dict()
-    assert warm["warm_start"]["kind"] == "optimize" and warm["warm_start"]["trials_added"] == 2
+    full = sum(n == 120 for n in used.values())  # only the whole-budget trials are points of this landscape
+    assert warm["warm_start"]["kind"] == "optimize" and warm["warm_start"]["trials_added"] == full
     assert warm["best"]["origin"].startswith("growth model: predicted")
     assert isinstance(warm["best"]["predicted"], float)
     runs = MlflowClient(warm["mlflow"]["tracking_uri"]).search_runs([warm["mlflow"]["experiment_id"]])

@@ -239,3 +239,19 @@ def test_a_ceiling_bounds_the_plateau_and_every_prediction():
         if y0 + g <= 1.0
     )
     assert c.rss <= best + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=12))
+def test_pareto_front_matches_brute_force(points):
+    from allocator.allocation import pareto_front
+
+    pts = [(float(s), float(c)) for s, c in points]
+    front = pareto_front(pts)
+
+    def dominated(i):
+        return any(pts[j][0] >= pts[i][0] and pts[j][1] <= pts[i][1] and pts[j] != pts[i] for j in range(len(pts)))
+
+    expected = {pts[i] for i in range(len(pts)) if not dominated(i)}
+    assert {pts[i] for i in front} == expected and len(front) == len(expected)  # one of equal points
+    assert [pts[i][1] for i in front] == sorted(pts[i][1] for i in front)
