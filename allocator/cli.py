@@ -228,19 +228,25 @@ def _recommendation_lines(rec: Any, budget: int) -> list[str]:
     o = rec.objective
     lines.append(f"  predicted objective {o['score']:.4f} [{o['lo']:.4f}, {o['hi']:.4f}]")
     for name, alt in rec.alternatives.items():
-        ao = alt["objective"]
         counts = " ".join(f"{a}={n}" for a, n in alt["counts"].items())
-        lines.append(f"  {name}: predicted {ao['score']:.4f} [{ao['lo']:.4f}, {ao['hi']:.4f}]  {counts}")
+        said = []
+        if "objective" in alt:
+            ao = alt["objective"]
+            said.append(f"predicted {ao['score']:.4f} [{ao['lo']:.4f}, {ao['hi']:.4f}]")
+        if alt.get("measured") is not None:
+            said.append(f"measured {alt['measured']:.4f}")
+        lines.append(f"  {name}: {', '.join(said)}  {counts}")
     if rec.extrapolated:
         lines.append(f"  (beyond the measured volumes, extrapolated: {', '.join(rec.extrapolated)})")
     return lines
 
 
 def _study_source(source: str, tracking_uri: str | None) -> str:
-    """A study JSON path, or the ``study.json`` of an MLflow run (downloaded)."""
+    """A study's or optimization's JSON path, or the ``study.json`` / ``recommendation.json``
+    of an MLflow run (downloaded)."""
     from allocator.warmstart import result_path
 
-    return result_path(source, tracking_uri, ("study.json",))
+    return result_path(source, tracking_uri, ("study.json", "recommendation.json"))
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

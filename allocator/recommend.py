@@ -92,8 +92,13 @@ def recommend(
     maximum: Mapping[str, int] | None = None,
 ) -> Recommendation:
     """Counts per ability summing to ``budget`` from a study (a ``StudyResult``, its
-    dict, or the path of its ``--output`` JSON); ``weights`` default to the study's."""
-    s = _checked(_load(study_result), study_result)
+    dict, or the path of its ``--output`` JSON); ``weights`` default to the study's.
+    An optimization's result works too (``_from_search``): growth curves are fitted to
+    its finished trials."""
+    loaded = _load(study_result)
+    if "trials" in loaded and "best" in loaded and "analysis" not in loaded:
+        return _from_search(loaded, budget, weights, minimum, maximum)
+    s = _checked(loaded, study_result)
     abilities: list[str] = s["abilities"]
     analysis = s["analysis"]
     own = analysis["own_design"]
@@ -156,5 +161,94 @@ def recommend(
         method=(
             f"exact maximum of the weighted predicted score (allocator.allocation) from the study's {own} growth "
             f"curves{' and transference matrix' if t is not None else ''}; 90% intervals from its bootstrap curves"
+        ),
+    )
+
+
+def _from_search(
+    r: Mapping[str, Any],
+    budget: int,
+    weights: Mapping[str, float] | None,
+    minimum: Mapping[str, int] | None,
+    maximum: Mapping[str, int] | None,
+) -> Recommendation:
+    """A recommendation from an optimization's trials, without training: the growth-curve
+    model of allocator.sampler (one curve per ability, anchored at the base, fitted to
+    every finished trial's count and score; bootstrap over trials), maximized exactly
+    at ``budget``. Its trials all had the search's budget, so the model knows each
+    ability's curve over the counts the search tried; counts beyond them are flagged as
+    extrapolated, and a budget far from the search's also changes the training steps,
+    which the curves do not model."""
+    from allocator.sampler import GrowthCurveSampler
+
+    done = [t for t in r["trials"] if t.get("status") == "FINISHED" and t.get("scores")]
+    if len(done) < 2:
+        raise UserError("recommend: the optimization has fewer than 2 finished trials to fit curves to")
+    abilities = list(done[0]["scores"])
+    cfg = r.get("config", {})
+    w = dict(weights) if weights is not None else dict(cfg.get("weights") or {a: 1.0 for a in abilities})
+    for name, d in (("weights", w), ("minimum", minimum or {}), ("maximum", maximum or {})):
+        unknown = [a for a in d if a not in abilities]
+        if unknown:
+            raise UserError(f"recommend: {name} names {unknown[0]!r}, not an ability of the search")
+    repeats = int((cfg.get("data") or {}).get("max_repeats", 1))
+    pool = r.get("pool", {}).get("abilities", {})
+    caps = {a: int(pool.get(a, {}).get("train", budget)) * repeats for a in abilities}
+    caps = {a: min(c, int((maximum or {}).get(a, budget))) for a, c in caps.items()}
+    if budget <= 0 or budget > sum(caps.values()):
+        raise UserError(f"recommend: budget {budget:,} must be in 1..{sum(caps.values()):,} (the pools' capacity)")
+    try:
+        model = GrowthCurveSampler(
+            {"unit": "examples", "budget": budget, "caps": caps}, weights=w, minimum=minimum, draws=200, seed=0
+        )
+    except ValueError as e:
+        raise UserError(f"recommend: {e}") from None
+    allocations = [{a: float(t["mixture"][a]) for a in abilities} for t in done]
+    scores = [{a: float(t["scores"][a]) for a in abilities} for t in done]
+    curves, boot = model.fit(allocations, scores)
+    counts = model._optimum(curves)
+    seen = {a: max(x[a] for x in allocations) for a in abilities}
+
+    def summarize(n: Mapping[str, int]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        pred = {}
+        for a in abilities:
+            draws = [float(b[a](float(n[a]))) for b in boot]
+            lo, hi = np.quantile(draws, [0.05, 0.95])
+            pred[a] = {"score": float(curves[a](float(n[a]))), "lo": float(lo), "hi": float(hi)}
+        objs = [model._objective(n, b) for b in boot]
+        lo, hi = np.quantile(objs, [0.05, 0.95])
+        return pred, {"score": model._objective(n, curves), "lo": float(lo), "hi": float(hi)}
+
+    def why(a: str) -> str:
+        f = curves[a]
+        sat = f.volume_reaching(0.9)
+        gain = float(f(seen[a]) - f(0.0))
+        if gain < 0.02:
+            return f"flat: gains {gain:+.3f} up to {seen[a]:.0f} examples; given {counts[a]}"
+        if float(f(seen[a])) >= 0.99:
+            return f"predicted perfect within the counts tried (up to {seen[a]:.0f}); given {counts[a]}"
+        if math.isfinite(sat) and sat <= seen[a]:
+            return f"saturated: 90% of its plateau at ~{sat:.0f} examples; given {counts[a]}"
+        return f"still growing at {seen[a]:.0f} examples (the most any trial gave it); given {counts[a]}"
+
+    predicted, objective = summarize(counts)
+    best = r["best"]
+    alternatives = {
+        "uniform": {"counts": r["baselines"]["uniform"]["mixture"], "measured": r["baselines"]["uniform"]["objective"]},
+        "search_best": {"counts": best["mixture"], "measured": best["objective"], "origin": best.get("origin")},
+    }
+    for alt in alternatives.values():
+        if sum(alt["counts"].values()) == budget:
+            alt["objective"] = summarize(alt["counts"])[1]
+    return Recommendation(
+        counts=counts,
+        predicted=predicted,
+        objective=objective,
+        rationale={a: why(a) for a in abilities},
+        extrapolated=[a for a in abilities if counts[a] > seen[a]],
+        alternatives=alternatives,
+        method=(
+            f"exact maximum of the weighted predicted score of growth curves fitted to the optimization's "
+            f"{len(done)} finished trials (allocator.sampler); 90% intervals from 200 bootstrap refits over trials"
         ),
     )

@@ -81,6 +81,25 @@ def test_cli_optimize_end_to_end(tmp_path, run_cli):
     assert "best mixture:" in proc.stdout and "mlflow ui --backend-store-uri" in proc.stdout
     assert (tmp_path / "allocator_runs").is_dir()
 
+    # a recommendation for another budget from the search's trials, by file and by run id
+    rec = run_cli("recommend", "--from", "out.json", "--budget", "100", "--json", cwd=tmp_path)
+    assert rec.returncode == 0, rec.stderr[-3000:]
+    r = json.loads(rec.stdout)
+    assert sum(r["counts"].values()) == 100 and "3 finished trials" in r["method"]
+    assert r["alternatives"]["search_best"]["measured"] == out["best"]["objective"]
+    by_run = run_cli(
+        "recommend",
+        "--from",
+        out["mlflow"]["parent_run_id"],
+        "--budget",
+        "100",
+        "--json",
+        "--tracking-uri",
+        uri,
+        cwd=tmp_path,
+    )
+    assert by_run.returncode == 0 and json.loads(by_run.stdout)["counts"] == r["counts"]
+
 
 @pytest.mark.parametrize("sampler", ["random"])
 def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
