@@ -135,7 +135,6 @@ class GrowthCurveSampler(BaseSampler):
         self.draws, self.candidates, self.kappa = draws, candidates, kappa
         self.min_distance = min_distance
         self.models = list(models)
-        self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self.last_proposal: dict[str, Any] | None = None  # what the model said, for logs and tests
@@ -156,8 +155,8 @@ class GrowthCurveSampler(BaseSampler):
         self._raise_error_if_multi_objective(study)
         if study.direction != StudyDirection.MAXIMIZE:
             raise ValueError("GrowthCurveSampler maximizes a score: create the study with direction='maximize'")
-        if not search_space:
-            return {}
+        if not search_space or "fixed_params" in trial.system_attrs:
+            return {}  # an enqueued trial (the baseline, a warm start) has its point already
         finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if self._scored(t)]
         needed = 1 if any(self.prior.values()) else self.n_startup_trials
         if len(finished) < max(needed, 1):

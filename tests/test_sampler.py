@@ -103,6 +103,16 @@ def test_startup_trials_are_the_independent_samplers_then_the_model_proposes():
         assert sum(counts.values()) == BUDGET
 
 
+def test_enqueued_trials_keep_their_point_and_get_no_prediction():
+    sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=1, draws=4)
+    study = _search(sampler, trials=2)
+    fixed = point_from_counts({"a": 800, "b": 0, "c": 0, "d": 0})
+    study.enqueue_trial({f"u_{a}": u for a, u in fixed.items()})
+    study.optimize(_objective(0.0, 0), n_trials=1)
+    assert 2 not in sampler.proposals and study.trials[2].params == {f"u_{a}": u for a, u in fixed.items()}
+    assert sorted(sampler.proposals) == [1]
+
+
 def test_define_by_run_parameters_outside_the_mixture_go_to_the_independent_sampler():
     sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=2, draws=4)
     study = optuna.create_study(direction="maximize", sampler=sampler)
