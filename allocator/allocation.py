@@ -44,9 +44,13 @@ def _t(transfer: Mapping[str, Mapping[str, float]] | None, a: str, b: str) -> fl
 
 
 def predicted_scores(
-    counts: Mapping[str, float], curves: Mapping[str, Curve], transfer: Mapping[str, Mapping[str, float]] | None
+    counts: Mapping[str, float],
+    curves: Mapping[str, Curve],
+    transfer: Mapping[str, Mapping[str, float]] | None,
+    ceiling: float | None = None,
 ) -> dict[str, float]:
-    """``pred_a(n)`` of the module doc for every ability in ``curves``."""
+    """``pred_a(n)`` of the module doc for every ability in ``curves``, at most ``ceiling``
+    when given (transfer from several abilities adds up past a perfect score otherwise)."""
     out = {}
     for a, f in curves.items():
         f0 = float(f(np.asarray(0.0)))
@@ -54,7 +58,7 @@ def predicted_scores(
         for b in curves:
             if b != a:
                 total += _t(transfer, a, b) * (float(f(np.asarray(float(counts.get(b, 0))))) - f0)
-        out[a] = total
+        out[a] = min(total, ceiling) if ceiling is not None else total
     return out
 
 
@@ -112,11 +116,15 @@ def tailored_allocation(
     minimum: Mapping[str, int] | None = None,
     maximum: Mapping[str, int] | None = None,
     unit: int | None = None,
+    ceiling: float | None = None,
 ) -> dict[str, int]:
     """Counts per ability summing to ``budget`` that maximize the weighted predicted
     score (module doc). Counts move in steps of ``unit`` (default: budget / 400,
     at least 1); what a whole number of units leaves over goes, one example at a
-    time, where it predicts most."""
+    time, where it predicts most. With a ``ceiling`` and a transference matrix the
+    predicted scores are capped (no longer a sum of one-variable terms): the dynamic
+    program's exact optimum of the uncapped model is then improved by moving budget
+    between pairs of abilities while the capped objective rises (a local optimum)."""
     abilities = list(curves)
     w = dict(weights) if weights is not None else {a: 1.0 / len(abilities) for a in abilities}
     unit = unit or max(1, budget // 400)
@@ -135,7 +143,44 @@ def tailored_allocation(
             raise ValueError(f"the maximum counts leave no room for a budget of {budget}")
         step = {a: objective_terms(np.asarray([counts[a], counts[a] + 1.0]), curves, transfer, w)[a] for a in room}
         counts[max(room, key=lambda a: float(step[a][1] - step[a][0]))] += 1
+    if ceiling is not None and transfer:
+        counts = _refine(counts, curves, transfer, w, ceiling, lo_n, hi_n, unit)
     return counts
+
+
+def _refine(
+    counts: dict[str, int],
+    curves: Mapping[str, Curve],
+    transfer: Mapping[str, Mapping[str, float]],
+    weights: Mapping[str, float],
+    ceiling: float,
+    lo: Mapping[str, int],
+    hi: Mapping[str, int],
+    unit: int,
+) -> dict[str, int]:
+    """Hill-climb the capped objective by moving ``step`` examples from one ability to
+    another, halving the step down to ``unit`` when no move helps."""
+
+    def value(n: Mapping[str, int]) -> float:
+        pred = predicted_scores(n, curves, transfer, ceiling)
+        return sum(weights.get(a, 0.0) * pred[a] for a in curves)
+
+    best, v = dict(counts), value(counts)
+    step = max(unit, sum(counts.values()) // 8)
+    while step >= unit:
+        moved = False
+        for a in curves:
+            for b in curves:
+                d = min(step, best[a] - lo[a], hi[b] - best[b])
+                if a == b or d <= 0:
+                    continue
+                cand = {**best, a: best[a] - d, b: best[b] + d}
+                cv = value(cand)
+                if cv > v + 1e-12:
+                    best, v, moved = cand, cv, True
+        if not moved:
+            step //= 2
+    return best
 
 
 def doit_rule(

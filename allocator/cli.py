@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--from", dest="source", required=True, metavar="FILE|RUN_ID", help="a study JSON or MLflow run id")
     r.add_argument("--budget", type=int, required=True, metavar="N", help="total training examples")
     r.add_argument("--tracking-uri", metavar="URI", help="where RUN_ID lives (default: sqlite:///./mlflow.db)")
+    r.add_argument("--design", choices=["isolated", "joint"], help="the study's curves to use (default: isolated)")
     r.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     r.set_defaults(func=cmd_recommend)
 
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--from", dest="source", required=True, metavar="FILE|RUN_ID", help="a study JSON or MLflow run id")
     c.add_argument("--budget", type=int, metavar="N", help="total training examples (default: the config's)")
     c.add_argument("--seeds", type=int, default=3, metavar="N", help="fresh training seeds per mixture (3)")
+    c.add_argument("--design", choices=["isolated", "joint"], help="the study's curves to use (default: isolated)")
     c.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
     c.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     c.add_argument("--output", metavar="PATH", help="write the result as JSON here")
@@ -254,7 +256,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     from allocator.recommend import recommend
 
-    rec = recommend(_study_source(args.source, args.tracking_uri), budget=args.budget)
+    rec = recommend(_study_source(args.source, args.tracking_uri), budget=args.budget, design=args.design)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2))
     else:
@@ -277,7 +279,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from allocator.recommend import recommend
     from allocator.study import confirm
 
-    rec = recommend(_study_source(args.source, args.tracking_uri), budget=budget)
+    rec = recommend(_study_source(args.source, args.tracking_uri), budget=budget, design=args.design)
     for line in _recommendation_lines(rec, budget):
         print(line, flush=True)
     mixtures = {

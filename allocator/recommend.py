@@ -90,10 +90,14 @@ def recommend(
     weights: Mapping[str, float] | None = None,
     minimum: Mapping[str, int] | None = None,
     maximum: Mapping[str, int] | None = None,
+    design: str | None = None,
 ) -> Recommendation:
     """Counts per ability summing to ``budget`` from a study (a ``StudyResult``, its
     dict, or the path of its ``--output`` JSON); ``weights`` default to the study's.
-    An optimization's result works too (``_from_search``): growth curves are fitted to
+    ``design`` picks the study's curves: ``isolated`` (each ability's own data, plus the
+    transference matrix; the default when it ran) or ``joint`` (every ability at the
+    same volume: interference and transfer inside the curves, no matrix). An
+    optimization's result works too (``_from_search``): growth curves are fitted to
     its finished trials."""
     loaded = _load(study_result)
     if "trials" in loaded and "best" in loaded and "analysis" not in loaded:
@@ -101,7 +105,9 @@ def recommend(
     s = _checked(loaded, study_result)
     abilities: list[str] = s["abilities"]
     analysis = s["analysis"]
-    own = analysis["own_design"]
+    own = design or analysis["own_design"]
+    if own not in analysis["growth"]:
+        raise UserError(f"recommend: the study has no {own} design (it ran {', '.join(analysis['growth'])})")
     growth = analysis["growth"][own]
     w = dict(weights) if weights is not None else dict(s["weights"])
     for name, d in (("weights", w), ("minimum", minimum or {}), ("maximum", maximum or {})):
@@ -119,15 +125,15 @@ def recommend(
     t = analysis.get("transference", {}).get("matrix") if own == "isolated" else None
     curves = {a: _curve(growth[a]) for a in abilities}
     try:
-        counts = tailored_allocation(curves, t, budget, weights=w, minimum=minimum, maximum=caps)
+        counts = tailored_allocation(curves, t, budget, weights=w, minimum=minimum, maximum=caps, ceiling=1.0)
     except ValueError as e:
         raise UserError(f"recommend: {e}") from None
 
     def summarize(n: Mapping[str, int]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-        point = predicted_scores(n, curves, t)
+        point = predicted_scores(n, curves, t, ceiling=1.0)
         draws = min(len(growth[a]["boot"]) for a in abilities)
         boot = [
-            predicted_scores(n, {a: _curve(growth[a], growth[a]["boot"][i]) for a in abilities}, t)
+            predicted_scores(n, {a: _curve(growth[a], growth[a]["boot"][i]) for a in abilities}, t, ceiling=1.0)
             for i in range(draws)
         ]
         pred = {}

@@ -255,3 +255,29 @@ def test_pareto_front_matches_brute_force(points):
     expected = {pts[i] for i in range(len(pts)) if not dominated(i)}
     assert {pts[i] for i in front} == expected and len(front) == len(expected)  # one of equal points
     assert [pts[i][1] for i in front] == sorted(pts[i][1] for i in front)
+
+
+def test_with_a_ceiling_transfer_cannot_predict_past_perfect_and_the_allocation_uses_that():
+    # b and c each transfer fully to a, which saturates at 0.9 on its own: uncapped, a's
+    # predicted score adds up to ~2.7, so the uncapped optimum spends on b and c "for a"
+    from allocator.allocation import predicted_scores, tailored_allocation
+
+    def sat(g, s):
+        return lambda v: g * (1.0 - np.exp(-np.asarray(v, dtype=float) / s))
+
+    curves = {"a": sat(0.9, 10.0), "b": sat(0.3, 10.0), "c": sat(0.3, 10.0)}
+    transfer = {"a": {"b": 1.0, "c": 1.0}}
+    free = tailored_allocation(curves, transfer, 90, unit=1)
+    capped = tailored_allocation(curves, transfer, 90, unit=1, ceiling=1.0)
+    assert sum(capped.values()) == 90
+
+    def value(n):
+        pred = predicted_scores(n, curves, transfer, ceiling=1.0)
+        return sum(pred.values()) / 3
+
+    assert predicted_scores(free, curves, transfer)["a"] > 1.0  # the uncapped model's claim
+    assert max(predicted_scores(capped, curves, transfer, ceiling=1.0).values()) <= 1.0
+    assert value(capped) >= value(free)
+    # brute force over the grid of 5s: the refinement reaches the capped optimum's neighbourhood
+    best = max(({"a": x, "b": y, "c": 90 - x - y} for x in range(0, 91, 5) for y in range(0, 91 - x, 5)), key=value)
+    assert value(capped) >= value(best) - 1e-3

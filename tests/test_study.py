@@ -115,6 +115,19 @@ def test_recommend_puts_the_budget_where_it_still_pays(tmp_path):
     assert bounded.counts["flat"] >= 20 and bounded.counts["grow"] <= 150 and sum(bounded.counts.values()) == 300
 
 
+def test_recommend_from_either_design_and_predictions_never_pass_a_perfect_score():
+    cfg, abilities, records = _synthetic_records()
+    result = _result(cfg, abilities, records)
+    joint = recommend(result, budget=300, design="joint")
+    assert sum(joint.counts.values()) == 300 and "joint growth curves" in joint.method
+    assert "transference" not in joint.method
+    for rec in (joint, recommend(result, budget=300)):
+        assert all(p["score"] <= 1.0 and p["hi"] <= 1.0 for p in rec.predicted.values())
+    result["analysis"]["growth"].pop("joint")
+    with pytest.raises(UserError, match="the study has no joint design"):
+        recommend(result, budget=300, design="joint")
+
+
 def test_recommend_from_a_file_that_is_not_a_study(tmp_path):
     path = tmp_path / "out.json"
     path.write_text(json.dumps({"best": {}}))
