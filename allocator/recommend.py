@@ -212,7 +212,7 @@ def _from_search(
     allocations = [{a: float(t["mixture"][a]) for a in abilities} for t in done]
     scores = [{a: float(t["scores"][a]) for a in abilities} for t in done]
     curves, boot = model.fit(allocations, scores)
-    counts = model._optimum(curves)
+    counts = model.optimum(curves)
     seen = {a: max(x[a] for x in allocations) for a in abilities}
 
     def summarize(n: Mapping[str, int]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
@@ -221,9 +221,9 @@ def _from_search(
             draws = [float(b[a](float(n[a]))) for b in boot]
             lo, hi = np.quantile(draws, [0.05, 0.95])
             pred[a] = {"score": float(curves[a](float(n[a]))), "lo": float(lo), "hi": float(hi)}
-        objs = [model._objective(n, b) for b in boot]
+        objs = [model.predicted_objective(n, b) for b in boot]
         lo, hi = np.quantile(objs, [0.05, 0.95])
-        return pred, {"score": model._objective(n, curves), "lo": float(lo), "hi": float(hi)}
+        return pred, {"score": model.predicted_objective(n, curves), "lo": float(lo), "hi": float(hi)}
 
     def why(a: str) -> str:
         f = curves[a]

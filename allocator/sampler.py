@@ -259,16 +259,23 @@ class GrowthCurveSampler(BaseSampler):
             out[a] = own
         return out
 
-    def _objective(self, counts: Mapping[str, float], curves: Mapping[str, Curve]) -> float:
+    def predicted_objective(self, counts: Mapping[str, float], curves: Mapping[str, Curve]) -> float:
         """The predicted objective: the weighted mean of the predicted scores."""
         if not self.transfer:
             return sum(self.weights[a] * float(curves[a](float(counts[a]))) for a in self.abilities)
-        pred = predicted_scores(counts, curves, self.transfer)
+        pred = predicted_scores(counts, curves, self.transfer, ceiling=1.0)
         return sum(self.weights[a] * pred[a] for a in self.abilities)
 
-    def _optimum(self, curves: Mapping[str, Curve]) -> dict[str, int]:
+    def optimum(self, curves: Mapping[str, Curve]) -> dict[str, int]:
+        """The exact allocation of the budget that maximizes the model with ``curves``."""
         return tailored_allocation(
-            curves, self.transfer, self.budget, weights=self.weights, minimum=self.minimum, maximum=self.maximum
+            curves,
+            self.transfer,
+            self.budget,
+            weights=self.weights,
+            minimum=self.minimum,
+            maximum=self.maximum,
+            ceiling=1.0,  # transfer from several abilities must not add up past a perfect score
         )
 
     def propose(
@@ -282,18 +289,18 @@ class GrowthCurveSampler(BaseSampler):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow in a steep bootstrap fit
             curves, boot = self.fit(allocations, scores, seed=int(self._rng.integers(2**31)))
-            cands = [self._optimum(curves)]
+            cands = [self.optimum(curves)]
             for k in self._rng.permutation(len(boot))[: self.candidates]:
-                cands.append(self._optimum(boot[int(k)]))
+                cands.append(self.optimum(boot[int(k)]))
         seen: list[dict[str, int]] = []
         rated = []
         for c in cands:
             if c in seen:
                 continue
             seen.append(c)
-            values = np.array([self._objective(c, b) for b in boot])
+            values = np.array([self.predicted_objective(c, b) for b in boot])
             ucb = float(values.mean() + self.kappa * values.std())
-            rated.append((ucb, float(self._objective(c, curves)), float(values.std()), c))
+            rated.append((ucb, float(self.predicted_objective(c, curves)), float(values.std()), c))
         rated.sort(key=lambda r: -r[0])
         for ucb, mean, sd, c in rated:
             if all(self._moved(c, t) >= self.min_distance for t in taken):

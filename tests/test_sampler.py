@@ -189,6 +189,17 @@ def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
     assert 100 * (true_objective(OPTIMUM) - found) / true_objective(OPTIMUM) < 2.0
 
 
+def test_with_a_transference_matrix_it_still_proposes_whole_budgets_within_the_ceiling():
+    transfer = {"b": {"a": 0.5, "d": 0.5}, "c": {"a": 1.0}}  # b and c also learn from others' data
+    sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=2, draws=4, transfer=transfer)
+    study = _search(sampler, trials=4)
+    assert sorted(sampler.proposals) == [2, 3]
+    for number, p in sampler.proposals.items():
+        assert p["predicted"] <= 1.0
+        counts = counts_from_point({a: study.trials[number].params[f"u_{a}"] for a in GAIN}, BUDGET, PLAN["caps"])
+        assert sum(counts.values()) == BUDGET
+
+
 def test_bounds_hold_in_every_proposal():
     sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=2, draws=4, minimum={"c": 100}, maximum={"a": 50})
     study = _search(sampler, trials=5)
