@@ -211,6 +211,7 @@ def mlflow_server(tmp_path):
             proc.kill()
 
 
+@pytest.mark.slow  # ~1 min: the HTTP store path; every other test uses SQLite through the same client
 def test_cli_against_a_real_mlflow_server(tmp_path, run_cli, mlflow_server):
     _, out = _optimize(run_cli, tmp_path, mlflow_server, trials=1)
     assert out["mlflow"]["tracking_uri"] == mlflow_server
