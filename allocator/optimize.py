@@ -212,21 +212,23 @@ def optimize(
     t_start = time.perf_counter()
     out = printer or (lambda s: print(s, flush=True))
     cfg = _as_config(config, overrides)
-    prep = prepare(
-        cfg,
-        out,
-        before_base=lambda p: bounded_plan(p.plan(cfg.budget_unit, cfg.budget), cfg.search.minimum, cfg.search.maximum),
-    )
+    plans: list[dict[str, Any]] = []
+
+    def check_plan(p: Any) -> None:  # user errors in the budget and bounds, before the base is built
+        plan = bounded_plan(p.plan(cfg.budget_unit, cfg.budget), cfg.search.minimum, cfg.search.maximum)
+        smallest = round(cfg.search.min_budget_fraction * cfg.budget)
+        if cfg.search.multi_objective and sum(plan.get("minimum", {}).values()) > smallest:
+            raise UserError(
+                f"search.minimum: the minimums add up to {sum(plan['minimum'].values()):,}, more than the smallest "
+                f"mixture of the multi-objective search ({smallest:,}: min_budget_fraction x budget)"
+            )
+        plans.append(plan)
+
+    prep = prepare(cfg, out, before_base=check_plan)
     pools, tok, base, base_scores = prep.pools, prep.tok, prep.base, prep.base_scores
     weights, uri = prep.weights, prep.uri
     abilities = pools.abilities
-    plan = bounded_plan(pools.plan(cfg.budget_unit, cfg.budget), cfg.search.minimum, cfg.search.maximum)
-    smallest = round(cfg.search.min_budget_fraction * cfg.budget)
-    if cfg.search.multi_objective and sum(plan.get("minimum", {}).values()) > smallest:
-        raise UserError(
-            f"search.minimum: the minimums add up to {sum(plan['minimum'].values()):,}, more than the smallest "
-            f"mixture of the multi-objective search ({smallest:,}: min_budget_fraction x budget)"
-        )
+    plan = plans[0]
     warm = None
     if cfg.search.warm_start:  # a user error here too comes before anything is written
         from allocator.warmstart import load_result, warm_start

@@ -83,6 +83,28 @@ def _rationale(g: Mapping[str, Any], n: int) -> str:
     return f"still growing at {g['vmax']:.0f} examples ({sat_s}); given {n}"
 
 
+def _checked_request(
+    source: str,
+    abilities: list[str],
+    weights: Mapping[str, float],
+    minimum: Mapping[str, int] | None,
+    maximum: Mapping[str, int] | None,
+    pool_caps: Mapping[str, int],
+    budget: int,
+) -> dict[str, int]:
+    """The per-ability caps (pool capacity, lowered by ``maximum``) after checking that
+    the request names only known abilities and that ``budget`` fits under the caps."""
+    for name, d in (("weights", weights), ("minimum", minimum or {}), ("maximum", maximum or {})):
+        unknown = [a for a in d if a not in abilities]
+        if unknown:
+            known = ", ".join(abilities)
+            raise UserError(f"recommend: {name} names {unknown[0]!r}, not an ability of the {source} ({known})")
+    caps = {a: min(int(pool_caps[a]), int((maximum or {}).get(a, budget))) for a in abilities}
+    if budget <= 0 or budget > sum(caps.values()):
+        raise UserError(f"recommend: budget {budget:,} must be in 1..{sum(caps.values()):,} (the pools' capacity)")
+    return caps
+
+
 def recommend(
     study_result: Any,
     *,
@@ -110,18 +132,11 @@ def recommend(
         raise UserError(f"recommend: the study has no {own} design (it ran {', '.join(analysis['growth'])})")
     growth = analysis["growth"][own]
     w = dict(weights) if weights is not None else dict(s["weights"])
-    for name, d in (("weights", w), ("minimum", minimum or {}), ("maximum", maximum or {})):
-        unknown = [a for a in d if a not in abilities]
-        if unknown:
-            known = ", ".join(abilities)
-            raise UserError(f"recommend: {name} names {unknown[0]!r}, not an ability of the study ({known})")
+    caps = _checked_request("study", abilities, w, minimum, maximum, s["caps"], budget)
     total_w = sum(w.get(a, 0.0) for a in abilities)
     if total_w <= 0:
         raise UserError("recommend: weights must not all be zero")
     w = {a: w.get(a, 0.0) / total_w for a in abilities}
-    caps = {a: min(int(s["caps"][a]), int((maximum or {}).get(a, budget))) for a in abilities}
-    if budget <= 0 or budget > sum(caps.values()):
-        raise UserError(f"recommend: budget {budget:,} must be in 1..{sum(caps.values()):,} (the pools' capacity)")
     t = analysis.get("transference", {}).get("matrix") if own == "isolated" else None
     curves = {a: _curve(growth[a]) for a in abilities}
     try:
@@ -193,16 +208,10 @@ def _from_search(
     abilities = list(done[0]["scores"])
     cfg = r.get("config", {})
     w = dict(weights) if weights is not None else dict(cfg.get("weights") or {a: 1.0 for a in abilities})
-    for name, d in (("weights", w), ("minimum", minimum or {}), ("maximum", maximum or {})):
-        unknown = [a for a in d if a not in abilities]
-        if unknown:
-            raise UserError(f"recommend: {name} names {unknown[0]!r}, not an ability of the search")
     repeats = int((cfg.get("data") or {}).get("max_repeats", 1))
     pool = r.get("pool", {}).get("abilities", {})
-    caps = {a: int(pool.get(a, {}).get("train", budget)) * repeats for a in abilities}
-    caps = {a: min(c, int((maximum or {}).get(a, budget))) for a, c in caps.items()}
-    if budget <= 0 or budget > sum(caps.values()):
-        raise UserError(f"recommend: budget {budget:,} must be in 1..{sum(caps.values()):,} (the pools' capacity)")
+    pool_caps = {a: int(pool.get(a, {}).get("train", budget)) * repeats for a in abilities}
+    caps = _checked_request("search", abilities, w, minimum, maximum, pool_caps, budget)
     try:
         model = GrowthCurveSampler(
             {"unit": "examples", "budget": budget, "caps": caps}, weights=w, minimum=minimum, draws=200, seed=0

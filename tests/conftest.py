@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 # before any of these libraries is imported: setting them later has no effect
@@ -49,3 +50,10 @@ def run_cli(cache_dir: Path):
         )
 
     return run
+
+
+def succeeded(proc: subprocess.CompletedProcess, output: Path) -> dict:
+    """Assert that a CLI run exited 0 (its output tails as the message) and read the
+    JSON it wrote with ``--output``."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(output.read_text())

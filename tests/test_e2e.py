@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from .conftest import succeeded
+
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 ABILITIES = ["first", "copy", "upper", "sort", "count", "add", "reverse"]
 
@@ -46,8 +48,7 @@ def _optimize(run_cli, cwd, uri, trials):
         "out.json",
         cwd=cwd,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc, json.loads((cwd / "out.json").read_text())
+    return proc, succeeded(proc, cwd / "out.json")
 
 
 def test_cli_optimize_end_to_end(tmp_path, run_cli):

@@ -16,6 +16,8 @@ from allocator.errors import UserError
 from allocator.recommend import recommend
 from allocator.study import run_specs
 
+from .conftest import succeeded
+
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 
 
@@ -165,8 +167,7 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
     proc = run_cli(
         "study", "--config", str(_study_config(tmp_path)), "--tracking-uri", uri, "--output", "s.json", cwd=tmp_path
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads((tmp_path / "s.json").read_text())
+    out = succeeded(proc, tmp_path / "s.json")
     # 2 positive volumes x (1 joint + 3 isolated) x 1 seed
     assert len(out["runs"]) == 8 and all(r["status"] == "FINISHED" for r in out["runs"])
     assert {r["name"] for r in out["runs"]} >= {"joint-v8-s0", "isolated-copy-v32-s0"}
@@ -222,8 +223,7 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
         "c.json",
         cwd=tmp_path,
     )
-    assert conf.returncode == 0, conf.stdout[-3000:] + conf.stderr[-3000:]
-    c = json.loads((tmp_path / "c.json").read_text())
+    c = succeeded(conf, tmp_path / "c.json")
     assert list(c["mixtures"]) == ["uniform", "tailored", "doit_rule"]
     assert all(sum(m.values()) == 60 for m in c["mixtures"].values())
     assert c["mixtures"]["tailored"] == c["recommendation"]["counts"]
@@ -243,8 +243,7 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
     config = str(_study_config(tmp_path))
     args = ["--config", config, "--budget", "60", "--trials", "1", "--sampler", "growth", "--warm-start", study_run]
     opt = run_cli("optimize", *args, "--tracking-uri", uri, "--output", "o.json", cwd=tmp_path)
-    assert opt.returncode == 0, opt.stdout[-3000:] + opt.stderr[-3000:]
-    o = json.loads((tmp_path / "o.json").read_text())
+    o = succeeded(opt, tmp_path / "o.json")
     assert o["warm_start"]["kind"] == "study" and o["warm_start"]["prior_points"] > 0
     first = next(t for t in o["trials"] if t["name"] == "trial-001")
     assert first["origin"] == "warm start: study-tailored" and first["mixture"] == c["recommendation"]["counts"]

@@ -18,6 +18,7 @@ from allocator.mixtures import allocate, examples_within
 from allocator.scoring import normalized
 from trainers.tokenizer import load_tokenizer_dir, prompt_length, train_bpe, truncate
 
+from .conftest import succeeded
 from .test_data import GOOD, MALFORMED, _as, _bad, _jsonl
 
 # ---------------------------------------------------------------- pure math
@@ -192,8 +193,7 @@ def test_user_data_optimization_end_to_end(tmp_path, run_cli):
     assert pool["abilities"]["copying"]["train"] == 40 - pool["abilities"]["copying"]["duplicates_removed"]
 
     proc = run_cli("optimize", "--config", str(config), "--output", "out.json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads((tmp_path / "out.json").read_text())
+    out = succeeded(proc, tmp_path / "out.json")
     assert out["pool"]["abilities"] == pool["abilities"]
     assert set(out["base_scores"]["story"]) == {"loss"} and set(out["base_scores"]["arith"]) == {"loss", "exact_match"}
     lengths = {}
