@@ -104,14 +104,22 @@ def summary_lines(analysis: Mapping[str, Any], abilities: Sequence[str]) -> list
             g = curves[a]
             ci = f"[{_f(g['gain_ci'][0])}, {_f(g['gain_ci'][1])}]"
             sat = g["saturation_volume"]
-            sat_s = "-" if sat is None else (f"{sat:.0f}" + ("*" if sat > g["vmax"] else ""))
+            if sat is None:
+                sat_s = "-"
+            elif sat > 10 * g["vmax"]:  # a far extrapolation (a power law's can be 1e10): no number to trust
+                sat_s = f">{10 * g['vmax']:.0f}*"
+            else:
+                sat_s = f"{sat:.0f}" + ("*" if sat > g["vmax"] else "")
             t_in = analysis.get("transference", {}).get("in", {}).get(a) if design == analysis["own_design"] else None
             comp = analysis["complexity"][a] if design == analysis["own_design"] else None
             lines.append(
                 f"  {a:{w}s} {g['curve']['model']:6s} {g['gain']:6.3f} {ci:>15s} {g['sensitivity']:7.3f}"
                 f" {sat_s:>8s} {g['verdict']:9s} {_f(comp, '10.2f'):>10s} {_f(t_in, '6.2f'):>6s}"
             )
-    lines.append("  (sens/2x: largest gain over one doubling; sat.vol: 90% of the asymptotic gain, * beyond the grid)")
+    lines.append(
+        "  (sens/2x: largest gain over one doubling; sat.vol: 90% of the asymptotic gain,"
+        " * beyond the grid, >N past 10x its top)"
+    )
     if "transference" in analysis:
         t = analysis["transference"]["matrix"]
         lines.append("transference T[a][b] (rows a: gain when trained on b alone / gain on its own data):")

@@ -75,7 +75,12 @@ def _checked(s: Mapping[str, Any], source: Any) -> Mapping[str, Any]:
 
 def _rationale(g: Mapping[str, Any], n: int) -> str:
     sat = g["saturation_volume"]
-    sat_s = "no plateau in the fitted model" if sat is None else f"90% of its plateau at ~{sat:.0f} examples"
+    if sat is None:
+        sat_s = "no plateau in the fitted model"
+    elif sat > 10 * g["vmax"]:  # a far extrapolation: no number to trust
+        sat_s = f"90% of its plateau past {10 * g['vmax']:.0f} examples (10x the grid)"
+    else:
+        sat_s = f"90% of its plateau at ~{sat:.0f} examples"
     if g["verdict"] == "resistant":
         return f"resistant: gains {g['gain']:+.3f} over the grid (below the study's min_gain); given {n}"
     if g["verdict"] == "saturated":

@@ -94,6 +94,13 @@ def test_analysis_of_synthetic_runs_finds_the_known_dynamics():
     json.dumps(result)  # JSON-safe: no inf or NaN
     lines = summary_lines(a, abilities)
     assert any(line.split()[:1] == ["sat"] and "saturated" in line for line in lines)
+    # a saturation volume far past the grid is not printed as a number
+    far = json.loads(json.dumps(a))
+    for design in far["growth"].values():
+        design["sat"]["saturation_volume"] = 19864890997.0
+    rows = [line for line in summary_lines(far, abilities) if line.split()[:2] == ["sat", "exp"]]
+    vmax = far["growth"]["isolated"]["sat"]["vmax"]
+    assert len(rows) == 2 and all(f">{10 * vmax:.0f}*" in r.split() and "19864890997" not in r for r in rows)
 
 
 def test_recommend_puts_the_budget_where_it_still_pays(tmp_path):
