@@ -280,13 +280,23 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from allocator.study import confirm
 
     rec = recommend(_study_source(args.source, args.tracking_uri), budget=budget, design=args.design)
-    for line in _recommendation_lines(rec, budget):
-        print(line, flush=True)
+    # a study's alternatives are allocated at this budget; an optimization's (its uniform
+    # baseline and its best) were measured at the search's budget, and only compare there
+    third = "doit_rule" if "doit_rule" in rec.alternatives else "search_best"
     mixtures = {
         "uniform": rec.alternatives["uniform"]["counts"],
         "tailored": rec.counts,
-        "doit_rule": rec.alternatives["doit_rule"]["counts"],
+        third: rec.alternatives[third]["counts"],
     }
+    sizes = {name: sum(m.values()) for name, m in mixtures.items()}
+    if any(n != budget for n in sizes.values()):
+        other = next(n for n in sizes.values() if n != budget)
+        raise UserError(
+            f"confirm --from {args.source}: its measured mixtures have {other:,} examples, not {budget:,}: "
+            f"confirm at the budget they share (--budget {other})"
+        )
+    for line in _recommendation_lines(rec, budget):
+        print(line, flush=True)
     result = confirm(cfg, mixtures, seeds=args.seeds)
     _write_result(args.output, {**result.to_dict(), "recommendation": rec.to_dict()})
     return 0

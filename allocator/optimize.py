@@ -244,6 +244,7 @@ def optimize(
             caps=plan["caps"],
             weights=weights,
             base_scores=base_scores,
+            minimum=plan.get("minimum"),
         )
         what = ", ".join(f"{k}: {v}" for k, v in warm.summary().items() if k not in ("source", "enqueued"))
         out(f"warm start from {source} ({what})")

@@ -128,6 +128,8 @@ def recommend(
     its finished trials."""
     loaded = _load(study_result)
     if "trials" in loaded and "best" in loaded and "analysis" not in loaded:
+        if design is not None:
+            raise UserError(f"recommend: design {design!r} picks a study's curves; an optimization's result has none")
         return _from_search(loaded, budget, weights, minimum, maximum)
     s = _checked(loaded, study_result)
     abilities: list[str] = s["abilities"]

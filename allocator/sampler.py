@@ -24,7 +24,8 @@ so it needs few trials where a general-purpose sampler needs many:
    ``candidates`` bootstrap draws (Thompson-style). Each candidate is rated by an
    upper bound, the mean of its predicted objective over all draws plus ``kappa``
    standard deviations; the best candidate that is not within ``min_distance`` (the
-   fraction of the budget moved) of a finished or running trial is proposed. When
+   fraction of the budget moved) of a finished, running, pruned or failed trial is
+   proposed. When
    every candidate is taken, the independent sampler explores instead.
 4. **Fallback.** Until ``n_startup_trials`` scored trials have finished (with a prior
    study, once the first has), and for any parameter outside the mixture space, the
@@ -72,13 +73,18 @@ def point_from_counts(counts: Mapping[str, float], minimum: Mapping[str, int] | 
     return {a: float(-math.expm1(-scale * max(n, 0.0))) for a, n in above.items()}
 
 
-def prior_from_study(study: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
+def prior_from_study(study: Mapping[str, Any], design: str | None = None) -> dict[str, list[tuple[float, float]]]:
     """Per ability, ``(volume, score)`` of every finished run of a study result (its
     dict) that trained that ability or nothing (the base): the points of its growth
-    curves."""
+    curves. ``design`` keeps one design's runs: an isolated run's score is the ability's
+    own data alone (what a fit less a transference matrix models), a joint run's
+    includes the transfer from the other abilities at the same volume (what a search's
+    mixtures see); mixing the two would fit one curve to two regimes."""
     out: dict[str, list[tuple[float, float]]] = {a: [] for a in study["abilities"]}
     for r in study["runs"]:
         if r.get("status", "FINISHED") != "FINISHED":
+            continue
+        if design is not None and r.get("design", design) != design:
             continue
         trained = any(n > 0 for n in r["mixture"].values())
         for a in out:
@@ -161,11 +167,10 @@ class GrowthCurveSampler(BaseSampler):
         needed = 1 if any(self.prior.values()) else self.n_startup_trials
         if len(finished) < max(needed, 1):
             return {}
-        running = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-            if t.number != trial.number
-        ]
+        # a pruned or failed trial adds no point to the model, which would propose it again (and,
+        # with the same training seed, see it pruned or fail again): it is taken as well
+        others = (TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED, TrialState.FAIL)
+        running = [t for t in study.get_trials(deepcopy=False, states=others) if t.number != trial.number]
         counts = self.propose(
             [self._allocation(t) for t in finished],
             [{a: float(t.user_attrs[SCORES_ATTR][a]) for a in self.abilities} for t in finished],
@@ -228,12 +233,16 @@ class GrowthCurveSampler(BaseSampler):
             pts = [(0.0, 0.0)] + self.prior[a] + [(float(x[a]), float(s[a])) for x, s in pairs]
             data[a] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
         curves = self._fit_all(data, None)
+        own: dict[str, np.ndarray] | None = None
         if self.transfer:
             for _ in range(2):  # scores less the transfer predicted by the current curves
-                curves = self._fit_all(data, self._own_part(data, allocations, curves))
+                own = self._own_part(data, allocations, curves)
+                curves = self._fit_all(data, own)
         boot: list[dict[str, Curve]] = [{} for _ in range(self.draws)]
         for i, a in enumerate(self.abilities):
-            v, y = data[a]
+            # the draws are refits of what the curve was fitted to: with transference, the
+            # own part (the prediction adds the transfer back, so raw scores would count it twice)
+            v, y = data[a][0], (data[a][1] if own is None else own[a])
             draws = bootstrap(v, y, curves[a].model, self.draws, seed + i, ceiling=1.0, resample="points")
             for k, c in enumerate(draws):
                 boot[k][a] = c

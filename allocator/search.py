@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from allocator import scoring
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from allocator.warmstart import WarmStart
 
 __all__ = [
+    "BaselineKeepingASHA",
     "TrialRecord",
     "compute_stats",
     "make_sampler",
@@ -78,6 +80,7 @@ class TrialRecord:
     data_hash: str | None = None  # content hash of the exact training examples
     origin: str | None = None  # how the mixture was chosen: baseline, warm start, the sampler (its model)
     steps: int | None = None  # optimizer steps trained when last evaluated
+    steps_total: int | None = None  # the steps of the whole run (more than steps: stopped early)
     evaluations: int = 0  # evaluations reported (fewer than proxy.reports: stopped early by the scheduler)
     violations: list[str] = field(default_factory=list)  # abilities below the floor (search.floor)
     predicted: float | None = None  # the growth-curve model's predicted objective, for its proposals
@@ -104,15 +107,16 @@ def mixture_of(params: Mapping[str, float], abilities: list[str], plan: Mapping[
 def train_trial(setup: Mapping[str, Any], mixture: Mapping[str, int], seed: int) -> None:
     """Runs in a Ray worker: one proxy fine-tune on ``mixture``, reporting ``trial_metrics``
     to Tune at each evaluation (``setup``: see ``run_search``)."""
-    from trainers.proxy import run_proxy
+    from trainers.proxy import proxy_steps, run_proxy
 
     cfg = setup["config"]
 
     examples = sum(mixture.values())  # the second objective of a multi-objective search
+    full = proxy_steps(examples, cfg["proxy"])  # the steps of the whole run, were it not stopped early
 
     def report(step: int, raw: dict[str, dict[str, float]]) -> None:
         metrics = trial_metrics(raw, setup["metrics"], setup["base_scores"], setup["weights"])
-        tune.report({"step": step, "examples": examples, **metrics})
+        tune.report({"step": step, "steps_total": full, "examples": examples, **metrics})
 
     run_proxy(
         base_weights=setup["base_weights"],
@@ -217,6 +221,7 @@ class _TrialLog(tune.Callback):
         self.tracker.log_metrics(rec.mlflow_run_id, metrics, step=int(result["step"]))
         rec.objective = float(result["objective"])
         rec.steps, rec.evaluations = int(result["step"]), rec.evaluations + 1
+        rec.steps_total = int(result["steps_total"])
         rec.scores = {a: float(result[f"score/{a}"]) for a in self.abilities}
         rec.losses = {a: float(result[f"loss/{a}"]) for a in self.abilities}
         rec.exact_match = {a: float(result[k]) for a in self.abilities if (k := f"exact_match/{a}") in result}
@@ -251,18 +256,37 @@ class _TrialLog(tune.Callback):
 
 
 def compute_stats(records: Sequence[TrialRecord]) -> dict[str, Any]:
-    """Optimizer steps trained vs. what every trial trained in full would have cost (the
-    fully trained trials share one step count: the budget fixes it): what early stopping saved."""
+    """Optimizer steps trained vs. what every trial trained in full would have cost (each
+    trial's own full run: a multi-objective search's smaller mixtures train fewer steps
+    by design, which early stopping did not save): what early stopping saved."""
     ran = [r for r in records if r.steps is not None]
-    full = max((r.steps or 0 for r in ran if r.status == "FINISHED"), default=0)
     trained = sum(r.steps or 0 for r in ran)
-    would = full * len(ran)
+    would = sum(r.steps_total or r.steps or 0 for r in ran)
     return {
         "early_stopped": sum(r.status == "EARLY_STOPPED" for r in records),
         "steps_trained": trained,
         "steps_without_early_stopping": would,
         "compute_saved": round(1.0 - trained / would, 4) if would else 0.0,
     }
+
+
+class BaselineKeepingASHA(ASHAScheduler):
+    """Ray's ASHA that never stops the trials ``keep`` names (the uniform baseline).
+    Every result still counts towards the rungs' cutoffs. The search is measured against
+    the baseline (its gain, the floor), so a partial baseline would void the whole
+    search: with several trials at a time a searched trial can reach a rung first and
+    set a cutoff the baseline misses."""
+
+    def __init__(self, keep: Callable[[Any], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._keep = keep
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and self._keep(trial):
+            self._num_stopped -= 1  # Ray's count of stopped trials
+            return TrialScheduler.CONTINUE
+        return action
 
 
 def make_sampler(
@@ -309,9 +333,11 @@ class _ScoredOptunaSearch(OptunaSearch):
         reports: int,
         warm_trials: Sequence[Mapping[str, Any]] = (),
         budget: int = 1,
+        minimum: Mapping[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         self._abilities, self._reports, self._budget = abilities, reports, budget
+        self._minimum = dict(minimum or {})  # the space's (allocator.mixtures): points map to counts above it
         self._warm_trials = list(warm_trials)
         super().__init__(**kwargs)
 
@@ -322,7 +348,7 @@ class _ScoredOptunaSearch(OptunaSearch):
         # a warm start's measured trials: completed trials of this Optuna study, not Tune trials
         multi = isinstance(self._metric, list)
         for t in self._warm_trials:
-            point = point_from_counts(t["mixture"])
+            point = point_from_counts(t["mixture"], self._minimum)
             params: dict[str, float] = {f"u_{a}": point[a] for a in self._abilities}
             examples = sum(t["mixture"].values())
             if multi:
@@ -385,8 +411,9 @@ def run_search(
     sampler = make_sampler(config["search"], config["seed"], setup["plan"], setup["weights"], warm)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     first = {"uniform-baseline": uniform_point(abilities)}
+    minimum = setup["plan"].get("minimum")
     for label, counts in (warm.enqueue if warm is not None else {}).items():
-        first[f"warm-{label}"] = point_from_counts(counts)
+        first[f"warm-{label}"] = point_from_counts(counts, minimum)
     reports = int(config["proxy"]["reports"])
     multi = bool(config["search"]["multi_objective"])
     space: dict[str, Any] = {f"u_{a}": tune.uniform(0.0, 1.0) for a in abilities}
@@ -399,6 +426,7 @@ def run_search(
         reports,
         warm_trials=warm.trials if warm is not None else (),
         budget=int(setup["plan"]["budget"]),
+        minimum=minimum,
         metric=["objective", "examples"] if multi else "objective",
         mode=["max", "min"] if multi else "max",
         sampler=sampler,
@@ -408,9 +436,9 @@ def run_search(
     log = _TrialLog(tracker, abilities, setup["plan"], data_hash, config["trials"], printer, origin, reports)
     scheduler = None
     if config["search"]["scheduler"] == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(
+        uniform = first["uniform-baseline"]
+        scheduler = BaselineKeepingASHA(
+            lambda trial: _point(trial.config, abilities) == uniform,
             metric="objective",
             mode="max",
             time_attr="training_iteration",  # one per proxy evaluation

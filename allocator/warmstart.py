@@ -108,9 +108,12 @@ def warm_start(
     caps: Mapping[str, int],
     weights: Mapping[str, float],
     base_scores: Mapping[str, Mapping[str, float]],
+    minimum: Mapping[str, int] | None = None,
 ) -> WarmStart:
     """What a study or optimization result contributes to a search (module doc);
-    ``UserError`` when it cannot contribute soundly."""
+    ``UserError`` when it cannot contribute soundly. ``caps`` and ``minimum`` are this
+    search's per-ability bounds: the tailored mixture respects them, and an earlier
+    optimization's trials outside them are not points of this search's space."""
     from allocator import scoring
 
     what = f"warm start {source}"
@@ -134,10 +137,12 @@ def warm_start(
         from allocator.recommend import recommend
         from allocator.sampler import prior_from_study
 
-        rec = recommend(result, budget=budget, weights=weights, maximum=caps)
+        rec = recommend(result, budget=budget, weights=weights, minimum=minimum, maximum=caps)
         analysis = result["analysis"]
-        t = analysis.get("transference", {}).get("matrix") if analysis.get("own_design") == "isolated" else None
-        return WarmStart(source, kind, {"study-tailored": rec.counts}, [], prior_from_study(result), t)
+        own = analysis.get("own_design")
+        t = analysis.get("transference", {}).get("matrix") if own == "isolated" else None
+        # the points of the curves the recommendation used: that design's runs alone
+        return WarmStart(source, kind, {"study-tailored": rec.counts}, [], prior_from_study(result, own), t)
     their_budget = int(result.get("config", {}).get("budget", -1))
     if their_budget != budget or result.get("config", {}).get("budget_unit", "examples") != unit:
         raise UserError(
@@ -145,12 +150,15 @@ def warm_start(
             "budget's trials are points of this landscape (a study warm-starts any budget)"
         )
     trials = []
+    low = dict(minimum or {})
     for t in result["trials"]:
         # a multi-objective search's cheaper mixtures are not points of a full-budget landscape
         if t.get("status") == "FINISHED" and t.get("scores") and sum(t["mixture"].values()) == budget:
+            if any(not low.get(a, 0) <= int(t["mixture"][a]) <= int(caps[a]) for a in abilities):
+                continue  # outside this search's bounds: not a point of its space
             scores = {a: float(t["scores"][a]) for a in abilities}
             obj = scoring.objective(scores, weights)
             trials.append({"mixture": {a: int(t["mixture"][a]) for a in abilities}, "scores": scores, "objective": obj})
     if not trials:
-        raise UserError(f"{what}: has no finished trial")
+        raise UserError(f"{what}: has no finished trial of this budget within this search's bounds")
     return WarmStart(source, kind, {}, trials)

@@ -100,6 +100,15 @@ def test_cli_optimize_end_to_end(tmp_path, run_cli):
         cwd=tmp_path,
     )
     assert by_run.returncode == 0 and json.loads(by_run.stdout)["counts"] == r["counts"]
+    # confirming it: at the search's budget only (its baseline and best were measured there);
+    # a study's --design means nothing for an optimization
+    smoke = str(SMOKE)
+    for args, message in [
+        (["--budget", "100"], "its measured mixtures have 120 examples, not 100: confirm at the budget they share"),
+        (["--design", "joint"], "design 'joint' picks a study's curves; an optimization's result has none"),
+    ]:
+        bad = run_cli("confirm", "--config", smoke, "--from", "out.json", *args, "--tracking-uri", uri, cwd=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-2000:]
 
 
 @pytest.mark.parametrize("sampler", ["random"])

@@ -174,6 +174,48 @@ def test_a_reported_allocation_is_what_the_model_fits():
     assert seen == {a: float(n) for a, n in trained.items()}
 
 
+def test_a_pruned_or_failed_proposal_is_not_proposed_again():
+    # the model learns nothing from a pruned or failed trial: unless such trials count as
+    # taken, it proposes the same optimum again (and the same seed prunes it again)
+    # no bootstrap candidates: the model's one candidate is its optimum, the same while no data comes
+    sampler = GrowthCurveSampler(PLAN, seed=0, n_startup_trials=3, draws=4, candidates=0)
+    study = _search(sampler, trials=3, noise=0.0)
+    scored = _objective(0.0, 0)
+
+    def stopped(trial: optuna.Trial) -> float:
+        scored(trial)
+        if trial.number % 2:
+            raise optuna.TrialPruned()
+        raise RuntimeError("out of memory")
+
+    study.optimize(stopped, n_trials=4, catch=(RuntimeError,))
+    states = [t.state for t in study.trials[3:]]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL] * 2
+    mixtures = [
+        counts_from_point({a: t.params[f"u_{a}"] for a in GAIN}, BUDGET, PLAN["caps"]) for t in study.trials[3:]
+    ]
+    assert sorted(sampler.proposals) == [3]  # then that optimum is taken: the random sampler explores
+    assert all(sampler._moved(x, y) >= 0.02 for i, x in enumerate(mixtures) for y in mixtures[:i])
+
+
+def test_with_transference_the_bootstrap_refits_the_same_own_part_as_the_fit():
+    # the prediction adds the transfer to each curve: draws refitted to the raw scores
+    # (which hold the transfer already) would count it twice and rate every mixture too high
+    transfer = {"b": {"a": 0.5, "d": 0.5}, "c": {"a": 1.0}}
+    sampler = GrowthCurveSampler(PLAN, seed=0, draws=16, transfer=transfer)
+    rng = np.random.default_rng(0)
+    allocations, scores = [], []
+    for _ in range(12):
+        x = {a: float(round(BUDGET * w)) for a, w in zip(GAIN, rng.dirichlet([1.0] * len(GAIN)), strict=True)}
+        moved = {a: sum(transfer.get(a, {}).get(b, 0.0) * true_score(a, x[b]) for b in GAIN if b != a) for a in GAIN}
+        allocations.append(x)
+        scores.append({a: min(1.0, true_score(a, x[a]) + moved[a]) for a in GAIN})
+    curves, boot = sampler.fit(allocations, scores)
+    c = sampler.optimum(curves)
+    draws = [sampler.predicted_objective(c, b) for b in boot]
+    assert float(np.mean(draws)) == pytest.approx(sampler.predicted_objective(c, curves), abs=0.01)
+
+
 def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
     runs = [{"mixture": {a: 0 for a in GAIN}, "scores": {a: 0.0 for a in GAIN}}]
     for v in (16, 64, 256):
@@ -271,7 +313,8 @@ def _synthetic_trial(config: dict) -> None:
     for step, part in ((5, 0.5), (10, 1.0)):
         metrics = {f"score/{a}": part * s for a, s in scores.items()}
         metrics.update({f"loss/{a}": 1.0 - part * s for a, s in scores.items()})
-        tune.report({"step": step, "objective": part * sum(scores.values()) / len(scores), **metrics})
+        objective = part * sum(scores.values()) / len(scores)
+        tune.report({"step": step, "steps_total": 10, "objective": objective, **metrics})
 
 
 def test_a_real_ray_tune_search_feeds_the_sampler_and_asha_stops_a_bad_trial(tmp_path):

@@ -93,9 +93,9 @@ def test_bounds_become_the_plans_caps_and_minimum_and_impossible_ones_are_user_e
             bounded_plan(plan, minimum, maximum)
 
 
-def _rec(name, kind, scores, status="FINISHED", steps=10):
+def _rec(name, kind, scores, status="FINISHED", steps=10, steps_total=10):
     r = TrialRecord(name, name, kind, {a: 1 for a in scores}, status=status, objective=sum(scores.values()))
-    r.scores, r.steps = scores, steps
+    r.scores, r.steps, r.steps_total = scores, steps, steps_total
     return r
 
 
@@ -115,7 +115,37 @@ def test_compute_stats_counts_what_early_stopping_saved():
         _rec("u", "baseline", {"a": 0.5}),
         _rec("t1", "search", {"a": 0.1}, status="EARLY_STOPPED", steps=5),
         _rec("t2", "search", {"a": 0.6}),
-        _rec("t3", "search", {"a": 0.0}, status="FAILED", steps=None),
+        _rec("t3", "search", {"a": 0.0}, status="FAILED", steps=None, steps_total=None),
+        # a smaller mixture (multi-objective) trains fewer steps by design: nothing saved there
+        _rec("t4", "search", {"a": 0.4}, steps=6, steps_total=6),
     ]
     s = compute_stats(recs)
-    assert s == {"early_stopped": 1, "steps_trained": 25, "steps_without_early_stopping": 30, "compute_saved": 0.1667}
+    assert s == {"early_stopped": 1, "steps_trained": 31, "steps_without_early_stopping": 36, "compute_saved": 0.1389}
+
+
+def test_asha_never_stops_the_baseline_but_it_sets_the_cutoff():
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from allocator.search import BaselineKeepingASHA
+
+    uniform = {"u_a": 0.5, "u_b": 0.5}
+    asha = BaselineKeepingASHA(
+        lambda t: t.config == uniform,
+        metric="objective",
+        mode="max",
+        time_attr="training_iteration",
+        max_t=4,
+        grace_period=1,
+        reduction_factor=2,
+    )
+    good, base, bad = (
+        Trial("f", config=c, stub=True) for c in ({"u_a": 0.9, "u_b": 0.1}, uniform, {"u_a": 0.1, "u_b": 0.2})
+    )
+    for t in (good, base, bad):
+        asha.on_trial_add(None, t)
+    assert asha.on_trial_result(None, good, {"training_iteration": 1, "objective": 0.8}) == TrialScheduler.CONTINUE
+    # below the cutoff the good trial set: plain ASHA stops it, this one keeps the baseline
+    assert asha.on_trial_result(None, base, {"training_iteration": 1, "objective": 0.2}) == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(None, bad, {"training_iteration": 1, "objective": 0.3}) == TrialScheduler.STOP
+    assert asha._num_stopped == 1

@@ -29,7 +29,7 @@ def suite():
 
 
 def _proxy(**kw):
-    return ProxyConfig(epochs=1, batch_size=4, reports=2, max_new_tokens=4, **kw).model_dump()
+    return ProxyConfig(**{"epochs": 1, "batch_size": 4, "reports": 2, "max_new_tokens": 4, **kw}).model_dump()
 
 
 def test_base_is_cached_by_recipe(cache_dir, base):
@@ -110,6 +110,16 @@ def test_proxy_is_deterministic_and_reports(base, suite, kind):
     assert first.scores == second.scores
     assert set(first.scores) == {"first", "copy", "add"}
     assert all(0.0 <= s["exact_match"] <= 1.0 and s["loss"] > 0 for s in first.scores.values())
+
+
+def test_a_run_shorter_than_its_reports_still_reports_them_all(base, suite):
+    # a scheduler counts reports: one fewer would read as a run it stopped early
+    seen = []
+    result = _run(
+        base, suite, {"first": 4}, _proxy(kind="lora", reports=3), report=lambda step, s: seen.append((step, s))
+    )
+    assert result.steps == 1 and [step for step, _ in seen] == [1, 1, 1]
+    assert all(s == result.scores for _, s in seen)  # one evaluation, reported three times
 
 
 def test_training_lowers_heldout_loss(base, suite):

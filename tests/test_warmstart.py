@@ -47,3 +47,34 @@ def test_an_optimizations_whole_budget_finished_trials_join_with_objectives_in_t
 def test_unsound_warm_starts_are_user_errors(result, kwargs, message):
     with pytest.raises(UserError, match=message):
         warm_start(result, "o.json", base_scores=BASE, **{**KW, **kwargs})
+
+
+def test_an_optimizations_trials_outside_this_searchs_bounds_stay_out():
+    result = _optimize_result()
+    result["trials"].append({"status": "FINISHED", "mixture": {"a": 20, "b": 80}, "scores": {"a": 0.1, "b": 0.5}})
+    w = warm_start(result, "o.json", base_scores=BASE, **{**KW, "caps": {"a": 40, "b": 80}})
+    assert [t["mixture"] for t in w.trials] == [{"a": 20, "b": 80}]  # a=50 is over this search's maximum
+    w = warm_start(result, "o.json", base_scores=BASE, **KW, minimum={"a": 30})
+    assert [t["mixture"] for t in w.trials] == [{"a": 50, "b": 50}]  # a=20 is under its minimum
+    with pytest.raises(UserError, match="no finished trial of this budget within this search's bounds"):
+        warm_start(result, "o.json", base_scores=BASE, **KW, minimum={"a": 60})
+
+
+def test_a_study_warm_start_keeps_the_minimum_and_fits_its_own_designs_points():
+    from .test_study import _result, _synthetic_records
+
+    cfg, abilities, records = _synthetic_records()
+    base = {a: BASE["a"] for a in abilities}
+    study = {**_result(cfg, abilities, records), "runs": records, "base_scores": base}
+    kw = {
+        **KW,
+        "abilities": abilities,
+        "caps": dict.fromkeys(abilities, 1000),
+        "weights": dict.fromkeys(abilities, 1.0),
+    }
+    w = warm_start(study, "s.json", base_scores=base, **{**kw, "budget": 600}, minimum={"flat": 250})
+    assert w.enqueue["study-tailored"]["flat"] >= 250 and sum(w.enqueue["study-tailored"].values()) == 600
+    # the study's own design is isolated: its points are the isolated runs (and no joint one)
+    assert study["analysis"]["own_design"] == "isolated" and w.transfer is not None
+    isolated = [r for r in records if r["design"] == "isolated" and r["ability"] == "sat"]
+    assert len(w.prior["sat"]) == len(isolated)

@@ -32,7 +32,7 @@ from trainers.base_model import load_model
 from trainers.evaluate import HeldoutItem, collate, evaluate
 from trainers.tokenizer import tokenizer_from_spec
 
-__all__ = ["ProxyResult", "run_proxy", "select_examples"]
+__all__ = ["ProxyResult", "proxy_steps", "run_proxy", "select_examples"]
 
 Report = Callable[[int, dict[str, dict[str, float]]], None]  # step, raw scores per ability
 
@@ -42,6 +42,12 @@ class ProxyResult:
     steps: int
     examples: int
     scores: dict[str, dict[str, float]]  # ability -> {"loss", and "exact_match" where scored so}
+
+
+def proxy_steps(examples: int, proxy: Mapping[str, Any]) -> int:
+    """Optimizer steps of a proxy run on ``examples`` training examples: ``epochs`` passes
+    in batches of ``batch_size``, at least one."""
+    return max(1, math.ceil(examples * proxy["epochs"] / proxy["batch_size"]))
 
 
 def select_examples(pool: Mapping[str, Sequence[Any]], mixture: Mapping[str, int], max_repeats: int = 1) -> list[Any]:
@@ -102,8 +108,11 @@ def run_proxy(
     # tokenized and truncated by the driver (allocator.pools): nothing here is dropped
     encoded = select_examples(train, mixture, max_repeats)
     bs = proxy["batch_size"]
-    steps = max(1, math.ceil(len(encoded) * proxy["epochs"] / bs))
-    report_at = sorted({max(1, round(steps * (k + 1) / proxy["reports"])) for k in range(proxy["reports"])})
+    steps = proxy_steps(len(encoded), proxy)
+    # exactly proxy.reports reports, the last at the end: with fewer steps than reports some
+    # share a step (one evaluation, reported again), so that a scheduler, which counts
+    # reports, never takes a run that finished for one it stopped
+    report_at = [max(1, round(steps * (k + 1) / proxy["reports"])) for k in range(proxy["reports"])]
     warmup = max(1, steps // 10)
 
     # the data order: epoch after epoch of seeded permutations, cut into batches
@@ -134,6 +143,6 @@ def run_proxy(
             opt.step()
         if step in report_at:
             scores = evaluate(model, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length)
-            if report is not None:
+            for _ in range(report_at.count(step) if report is not None else 0):
                 report(step, scores)
     return ProxyResult(steps=steps, examples=len(encoded), scores=scores)
