@@ -234,7 +234,7 @@ class StudyConfig(_Section):
         description="joint: every ability at v; isolated: one ability at v, the others at 0",
     )
     seeds: int = Field(3, gt=0, description="proxy runs per point (training seeds seed, seed+1, ...)")
-    models: list[Literal["loglin", "exp", "power"]] = Field(
+    models: list[Literal["loglin", "exp", "power", "hill"]] = Field(
         default_factory=lambda: ["loglin", "exp", "power"], min_length=1, description="growth models tried (AICc)"
     )
     bootstrap: int = Field(200, ge=10, description="bootstrap draws for bands and intervals")

@@ -6,7 +6,11 @@ training examples, ``y0`` being the score with no data:
 - ``exp``:    ``y0 + g * (1 - exp(-v / s))``: saturates, at ``y0 + g``, with scale ``s``;
 - ``power``:  ``y0 + g * (1 - (1 + v / s) ** -alpha)``: saturates at ``y0 + g`` with a
   heavier (power-law) tail;
-- ``loglin``: ``y0 + k * log2(1 + v)``: a constant gain per doubling, never saturates.
+- ``loglin``: ``y0 + k * log2(1 + v)``: a constant gain per doubling, never saturates;
+- ``hill``:   ``y0 + g * v^h / (s^h + v^h)``: a threshold: little gain well below ``s``,
+  then a rise (steeper with ``h``) to the plateau ``y0 + g``. Tiny models learn some
+  abilities this way (nothing, then most of it); not in ``MODELS`` (the study's default),
+  it is the growth-curve sampler's fourth model.
 
 ``g`` and ``k`` may be negative (an ability that data hurts is monotone too).
 With a ``ceiling`` (1 for the normalized scores of allocator.scoring: a perfect
@@ -49,7 +53,8 @@ import numpy as np
 __all__ = ["MODELS", "Curve", "Growth", "bootstrap", "describe", "fit_curve", "predict"]
 
 MODELS = ("loglin", "exp", "power")  # simplest first: ties (within 2 AICc) go to the simpler
-_N_PARAMS = {"loglin": 2, "exp": 3, "power": 4}
+_N_PARAMS = {"loglin": 2, "exp": 3, "power": 4, "hill": 4}
+_SHAPES = {"loglin": (), "exp": ("s",), "power": ("s", "alpha"), "hill": ("s", "h")}  # nonlinear parameters
 
 
 def _basis(model: str, v: np.ndarray, shape: Sequence[float]) -> np.ndarray:
@@ -62,7 +67,11 @@ def _basis(model: str, v: np.ndarray, shape: Sequence[float]) -> np.ndarray:
     if model == "power":
         s, alpha = shape
         return 1.0 - (1.0 + v / s) ** (-alpha)
-    raise ValueError(f"unknown growth model {model!r} (expected one of {', '.join(MODELS)})")
+    if model == "hill":
+        s, h = shape
+        with np.errstate(divide="ignore", over="ignore"):
+            return np.where(v > 0, 1.0 / (1.0 + np.exp(h * (np.log(s) - np.log(np.maximum(v, 1e-300))))), 0.0)
+    raise ValueError(f"unknown growth model {model!r} (expected one of {', '.join(_N_PARAMS)})")
 
 
 def predict(model: str, params: dict[str, float], v: np.ndarray | float) -> np.ndarray:
@@ -70,10 +79,8 @@ def predict(model: str, params: dict[str, float], v: np.ndarray | float) -> np.n
     v = np.asarray(v, dtype=float)
     if model == "loglin":
         y = params["y0"] + params["k"] * _basis(model, v, ())
-    elif model == "exp":
-        y = params["y0"] + params["g"] * _basis(model, v, (params["s"],))
     else:
-        y = params["y0"] + params["g"] * _basis(model, v, (params["s"], params["alpha"]))
+        y = params["y0"] + params["g"] * _basis(model, v, tuple(params[k] for k in _SHAPES[model]))
     c = params.get("ceiling")
     return np.minimum(y, c) if c is not None else y
 
@@ -129,8 +136,9 @@ def _fit_model(
     vmax = float(v.max()) if v.size else 1.0
     lo = math.log(max(float(vpos.min()) / 10, 0.05) if vpos.size else 0.05)
     hi = math.log(100 * max(vmax, 1.0))
-    # shapes in log space, bounded: s in [lo, hi], alpha in [0.05, 5]
-    bounds = [(lo, hi)] if model == "exp" else [(lo, hi), (math.log(0.05), math.log(5.0))]
+    # shapes in log space, bounded: s in [lo, hi], alpha in [0.05, 5], h in [0.5, 8]
+    second = {"power": (math.log(0.05), math.log(5.0)), "hill": (math.log(0.5), math.log(8.0))}
+    bounds = [(lo, hi)] + ([second[model]] if model in second else [])
     zlo, zhi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
     def rss_of(z: np.ndarray) -> float:
@@ -140,10 +148,7 @@ def _fit_model(
         axes = [np.linspace(lo, hi, 80)] + ([] if model == "exp" else [np.linspace(zlo[1], zhi[1], 40)])
         zs = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
         sh = np.exp(zs)
-        if model == "exp":
-            x = 1.0 - np.exp(-v[None, :] / sh[:, :1])
-        else:
-            x = 1.0 - (1.0 + v[None, :] / sh[:, :1]) ** (-sh[:, 1:2])
+        x = _basis(model, v[None, :], tuple(sh[:, i : i + 1] for i in range(sh.shape[1])))
         z0 = zs[int(np.argmin(_capped(x, y, ceiling)[2]))]
     else:
         z0 = np.clip(np.log(np.asarray(start, dtype=float)), zlo, zhi)
@@ -151,9 +156,8 @@ def _fit_model(
     z = np.clip(res.x if res.fun <= rss_of(z0) else z0, zlo, zhi)
     shape = np.exp(z)
     y0s, gs, rsss = _capped(_basis(model, v, shape), y, ceiling)
-    params = {"y0": float(y0s[0]), "g": float(gs[0]), "s": float(shape[0])}
-    if model == "power":
-        params["alpha"] = float(shape[1])
+    params = {"y0": float(y0s[0]), "g": float(gs[0])}
+    params.update({k: float(x) for k, x in zip(_SHAPES[model], shape, strict=True)})
     if ceiling is not None:
         params["ceiling"] = ceiling
     return params, float(rsss[0])
@@ -204,6 +208,8 @@ class Curve:
             return math.inf
         if self.model == "exp":
             return -p["s"] * math.log(1.0 - q)
+        if self.model == "hill":
+            return p["s"] * (q / (1.0 - q)) ** (1.0 / p["h"])
         return p["s"] * ((1.0 - q) ** (-1.0 / p["alpha"]) - 1.0)
 
     def to_dict(self) -> dict[str, object]:
@@ -225,7 +231,7 @@ def fit_curve(
     aicc = {}
     for m in models:
         if m not in _N_PARAMS:
-            raise ValueError(f"unknown growth model {m!r} (expected one of {', '.join(MODELS)})")
+            raise ValueError(f"unknown growth model {m!r} (expected one of {', '.join(_N_PARAMS)})")
         params, rss = _fit_model(m, v, y, ceiling=ceiling)
         fits[m] = (params, rss)
         aicc[m] = _aicc(rss, v.size, _N_PARAMS[m])
@@ -263,7 +269,7 @@ def bootstrap(
     else:
         raise ValueError(f"resample must be 'replicates' or 'points', got {resample!r}")
     full, _ = _fit_model(model, v, y, ceiling=ceiling)
-    start = [full[k] for k in ("s", "alpha") if k in full] or None
+    start = [full[k] for k in _SHAPES[model]] or None
     out = []
     for _ in range(draws):
         idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])

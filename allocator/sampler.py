@@ -57,6 +57,9 @@ from allocator.mixtures import counts_from_point
 
 __all__ = ["ALLOCATION_ATTR", "SCORES_ATTR", "GrowthCurveSampler", "point_from_counts", "prior_from_study"]
 
+# the study's models and a threshold: in a search an ability can score nothing until its
+# share crosses a volume, then most of its plateau (a tiny proxy learns copying that way)
+SAMPLER_MODELS = (*MODELS, "hill")
 SCORES_ATTR = "allocator.scores"
 ALLOCATION_ATTR = "allocator.allocation"
 
@@ -116,7 +119,7 @@ class GrowthCurveSampler(BaseSampler):
         candidates: int = 8,
         kappa: float = 1.0,
         min_distance: float = 0.02,
-        models: Sequence[str] = MODELS,
+        models: Sequence[str] = SAMPLER_MODELS,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
     ) -> None:
