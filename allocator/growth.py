@@ -75,14 +75,16 @@ def _basis(model: str, v: np.ndarray, shape: Sequence[float]) -> np.ndarray:
 
 
 def predict(model: str, params: dict[str, float], v: np.ndarray | float) -> np.ndarray:
-    """The fitted score at volume(s) ``v`` (never above ``params["ceiling"]`` when set)."""
+    """The fitted score at volume(s) ``v`` (never above ``params["ceiling"]`` nor below
+    ``params["floor"]`` when set)."""
     v = np.asarray(v, dtype=float)
     if model == "loglin":
         y = params["y0"] + params["k"] * _basis(model, v, ())
     else:
         y = params["y0"] + params["g"] * _basis(model, v, tuple(params[k] for k in _SHAPES[model]))
-    c = params.get("ceiling")
-    return np.minimum(y, c) if c is not None else y
+    c, f = params.get("ceiling"), params.get("floor")
+    y = np.minimum(y, c) if c is not None else y
+    return np.maximum(y, f) if f is not None else y
 
 
 def _linear(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -247,8 +248,12 @@ class GrowthCurveSampler(BaseSampler):
             # own part (the prediction adds the transfer back, so raw scores would count it twice)
             v, y = data[a][0], (data[a][1] if own is None else own[a])
             draws = bootstrap(v, y, curves[a].model, self.draws, seed + i, ceiling=1.0, resample="points")
+            # no prediction below the lowest score seen: a draw that fits a falling curve to
+            # a few points would extrapolate it without bound and swamp the upper bound's sd
+            low = float(np.min(y))
+            curves[a] = replace(curves[a], params={**curves[a].params, "floor": low})
             for k, c in enumerate(draws):
-                boot[k][a] = c
+                boot[k][a] = replace(c, params={**c.params, "floor": low})
         return curves, boot
 
     def _fit_all(self, data: dict, own: dict[str, np.ndarray] | None) -> dict[str, Curve]:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from allocator.allocation import tailored_allocation
+from allocator.growth import predict
 from allocator.mixtures import counts_from_point, uniform_point
 from allocator.sampler import ALLOCATION_ATTR, SCORES_ATTR, GrowthCurveSampler, point_from_counts, prior_from_study
 from allocator.search import make_sampler
@@ -214,6 +215,26 @@ def test_with_transference_the_bootstrap_refits_the_same_own_part_as_the_fit():
     c = sampler.optimum(curves)
     draws = [sampler.predicted_objective(c, b) for b in boot]
     assert float(np.mean(draws)) == pytest.approx(sampler.predicted_objective(c, curves), abs=0.01)
+
+
+def test_no_curve_of_the_model_predicts_below_the_lowest_score_seen():
+    # a score that falls at the largest share tempts a steep falling fit, which far past
+    # the data would predict far below anything measured (and an sd of dozens)
+    sampler = GrowthCurveSampler(PLAN, seed=0, draws=32)
+    rng = np.random.default_rng(1)
+    allocations, scores = [], []
+    for _ in range(6):
+        x = {a: float(round(BUDGET * w)) for a, w in zip(GAIN, rng.dirichlet([1.0] * len(GAIN)), strict=True)}
+        allocations.append(x)
+        scores.append({a: (0.3 if x[a] < max(x.values()) else 0.05) for a in GAIN})
+    curves, boot = sampler.fit(allocations, scores)
+    lowest = {a: min(0.0, *(s[a] for s in scores)) for a in GAIN}
+    for c in [curves, *boot]:
+        for a in GAIN:
+            assert c[a].params["floor"] == lowest[a]
+            assert float(np.min(c[a](np.array([0.0, 400.0, 800.0, 5000.0])))) >= lowest[a] - 1e-12
+    # what the floor does to a curve that falls without bound
+    assert float(predict("loglin", {"y0": 0.0, "k": -1.0, "floor": -0.5}, 1000.0)) == -0.5
 
 
 def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
