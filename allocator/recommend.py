@@ -104,7 +104,7 @@ def _checked_request(
         if unknown:
             known = ", ".join(abilities)
             raise UserError(f"recommend: {name} names {unknown[0]!r}, not an ability of the {source} ({known})")
-    caps = {a: min(int(pool_caps[a]), int((maximum or {}).get(a, budget))) for a in abilities}
+    caps = {a: min(int(pool_caps[a]), int((maximum or {}).get(a, pool_caps[a]))) for a in abilities}
     if budget <= 0 or budget > sum(caps.values()):
         raise UserError(f"recommend: budget {budget:,} must be in 1..{sum(caps.values()):,} (the pools' capacity)")
     return caps

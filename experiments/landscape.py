@@ -2,7 +2,7 @@
 with several seeds, saved as a results file that experiments/bench_regret.py replays.
 
     python experiments/landscape.py --config experiments/landscape.yaml \\
-        --mixtures 96 --seeds 2 --output experiments/results/landscape_suite.json [--keep DIR]
+        --mixtures 128 --seeds 2 --output experiments/results/landscape_suite.json [--keep DIR]
 
 The mixtures (fixed by ``--seed``): the uniform one, then half drawn from the flat
 Dirichlet (what random search draws: allocator.mixtures), half from a Dirichlet(0.3),
@@ -48,7 +48,7 @@ def mixtures(abilities: list[str], caps: dict[str, int], budget: int, n: int, se
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--mixtures", type=int, default=96)
+    p.add_argument("--mixtures", type=int, default=128)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="draws the mixtures")
     p.add_argument("--output", required=True)

@@ -3,6 +3,7 @@ real CLI end to end (Ray Tune + peft + MLflow, tiny sizes)."""
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,14 @@ def test_recommend_puts_the_budget_where_it_still_pays(tmp_path):
     # minimum and maximum are honoured
     bounded = recommend(result, budget=300, minimum={"flat": 20}, maximum={"grow": 150})
     assert bounded.counts["flat"] >= 20 and bounded.counts["grow"] <= 150 and sum(bounded.counts.values()) == 300
+    # a request the study cannot answer is a user error that says what is wrong
+    for kwargs, message in [
+        ({"weights": {"x": 1.0}}, "weights names 'x', not an ability of the study (sat, grow, flat)"),
+        ({"maximum": {"sat": 10, "grow": 10, "flat": 10}, "budget": 300}, r"budget 300 must be in 1..30 "),
+        ({"budget": 0}, r"budget 0 must be in 1..3,000"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message) if "names" in message else message):
+            recommend(result, **{"budget": 300, **kwargs})
 
 
 def test_recommend_from_either_design_and_predictions_never_pass_a_perfect_score():
