@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from allocator.config import StudyConfig
-from allocator.growth import describe
+from allocator.growth import FAR_BEYOND_GRID, describe
 from allocator.transference import RunScores, complexity, rank_correlation, transference
 
 __all__ = ["analyze", "artifacts", "clean", "points", "summary_lines"]
@@ -106,8 +106,8 @@ def summary_lines(analysis: Mapping[str, Any], abilities: Sequence[str]) -> list
             sat = g["saturation_volume"]
             if sat is None:
                 sat_s = "-"
-            elif sat > 10 * g["vmax"]:  # a far extrapolation (a power law's can be 1e10): no number to trust
-                sat_s = f">{10 * g['vmax']:.0f}*"
+            elif sat > FAR_BEYOND_GRID * g["vmax"]:
+                sat_s = f">{FAR_BEYOND_GRID * g['vmax']:.0f}*"
             else:
                 sat_s = f"{sat:.0f}" + ("*" if sat > g["vmax"] else "")
             t_in = analysis.get("transference", {}).get("in", {}).get(a) if design == analysis["own_design"] else None

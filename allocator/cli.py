@@ -288,9 +288,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         "tailored": rec.counts,
         third: rec.alternatives[third]["counts"],
     }
-    sizes = {name: sum(m.values()) for name, m in mixtures.items()}
-    if any(n != budget for n in sizes.values()):
-        other = next(n for n in sizes.values() if n != budget)
+    other = next((n for n in (sum(m.values()) for m in mixtures.values()) if n != budget), None)
+    if other is not None:
         raise UserError(
             f"confirm --from {args.source}: its measured mixtures have {other:,} examples, not {budget:,}: "
             f"confirm at the budget they share (--budget {other})"

@@ -50,9 +50,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MODELS", "Curve", "Growth", "bootstrap", "describe", "fit_curve", "predict"]
+__all__ = ["FAR_BEYOND_GRID", "MODELS", "Curve", "Growth", "bootstrap", "describe", "fit_curve", "predict"]
 
 MODELS = ("loglin", "exp", "power")  # simplest first: ties (within 2 AICc) go to the simpler
+# a fitted volume past this multiple of the grid's top is a far extrapolation (a power
+# law's saturation volume can be 1e10): reports give the bound, not the number
+FAR_BEYOND_GRID = 10
 _N_PARAMS = {"loglin": 2, "exp": 3, "power": 4, "hill": 4}
 _SHAPES = {"loglin": (), "exp": ("s",), "power": ("s", "alpha"), "hill": ("s", "h")}  # nonlinear parameters
 

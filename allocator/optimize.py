@@ -131,6 +131,7 @@ class Prepared:
     base_scores: dict[str, dict[str, float]]
     weights: dict[str, float]
     uri: str
+    checked: Any = None  # what ``before_base`` returned (optimize: the bounded budget plan)
 
 
 def prepare(
@@ -145,8 +146,7 @@ def prepare(
 
     pools, tok, (docs, corpus_digest) = prepare_pools(cfg, out)
     weights = cfg.objective_weights(pools.abilities)
-    if before_base is not None:
-        before_base(pools)
+    checked = before_base(pools) if before_base is not None else None
     for a, info in pools.summary["abilities"].items():
         lost = f", {info['truncated_away']} truncated away" if info["truncated_away"] else ""
         out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
@@ -164,7 +164,7 @@ def prepare(
     out(f"base model: {base.meta['params']:,} parameters, {base.path} (built in {base.meta['build_seconds']}s)")
     base_scores = evaluate_base(base, tok, pools, cfg)
     out("untrained base: " + ", ".join(f"{a} {_raw(s, pools.metrics[a])}" for a, s in base_scores.items()))
-    return Prepared(pools, tok, base, base_scores, weights, uri)
+    return Prepared(pools, tok, base, base_scores, weights, uri, checked)
 
 
 def concurrency(cfg: OptimizeConfig) -> int:
@@ -212,9 +212,8 @@ def optimize(
     t_start = time.perf_counter()
     out = printer or (lambda s: print(s, flush=True))
     cfg = _as_config(config, overrides)
-    plans: list[dict[str, Any]] = []
 
-    def check_plan(p: Any) -> None:  # user errors in the budget and bounds, before the base is built
+    def check_plan(p: Any) -> dict[str, Any]:  # user errors in the budget and bounds, before the base is built
         plan = bounded_plan(p.plan(cfg.budget_unit, cfg.budget), cfg.search.minimum, cfg.search.maximum)
         smallest = round(cfg.search.min_budget_fraction * cfg.budget)
         if cfg.search.multi_objective and sum(plan.get("minimum", {}).values()) > smallest:
@@ -222,13 +221,13 @@ def optimize(
                 f"search.minimum: the minimums add up to {sum(plan['minimum'].values()):,}, more than the smallest "
                 f"mixture of the multi-objective search ({smallest:,}: min_budget_fraction x budget)"
             )
-        plans.append(plan)
+        return plan
 
     prep = prepare(cfg, out, before_base=check_plan)
     pools, tok, base, base_scores = prep.pools, prep.tok, prep.base, prep.base_scores
     weights, uri = prep.weights, prep.uri
     abilities = pools.abilities
-    plan = plans[0]
+    plan = prep.checked
     warm = None
     if cfg.search.warm_start:  # a user error here too comes before anything is written
         from allocator.warmstart import load_result, warm_start

@@ -21,7 +21,7 @@ import numpy as np
 
 from allocator.allocation import doit_rule, predicted_scores, tailored_allocation
 from allocator.errors import UserError
-from allocator.growth import predict
+from allocator.growth import FAR_BEYOND_GRID, predict
 
 __all__ = ["Recommendation", "recommend"]
 
@@ -77,8 +77,8 @@ def _rationale(g: Mapping[str, Any], n: int) -> str:
     sat = g["saturation_volume"]
     if sat is None:
         sat_s = "no plateau in the fitted model"
-    elif sat > 10 * g["vmax"]:  # a far extrapolation: no number to trust
-        sat_s = f"90% of its plateau past {10 * g['vmax']:.0f} examples (10x the grid)"
+    elif sat > FAR_BEYOND_GRID * g["vmax"]:
+        sat_s = f"90% of its plateau past {FAR_BEYOND_GRID * g['vmax']:.0f} examples ({FAR_BEYOND_GRID}x the grid)"
     else:
         sat_s = f"90% of its plateau at ~{sat:.0f} examples"
     if g["verdict"] == "resistant":

@@ -25,8 +25,7 @@ so it needs few trials where a general-purpose sampler needs many:
    upper bound, the mean of its predicted objective over all draws plus ``kappa``
    standard deviations; the best candidate that is not within ``min_distance`` (the
    fraction of the budget moved) of a finished, running, pruned or failed trial is
-   proposed. When
-   every candidate is taken, the independent sampler explores instead.
+   proposed. When every candidate is taken, the independent sampler explores instead.
 4. **Fallback.** Until ``n_startup_trials`` scored trials have finished (with a prior
    study, once the first has), and for any parameter outside the mixture space, the
    independent sampler (random by default) samples, as Optuna's GP and CMA-ES
