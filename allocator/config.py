@@ -178,6 +178,11 @@ class SearchConfig(_Section):
         4, ge=1, description="finished trials (the uniform baseline included) before the sampler models the space"
     )
     kappa: float = Field(1.0, ge=0, description="growth: standard deviations of the upper bound it maximizes")
+    explore_every: int = Field(
+        3,
+        ge=0,
+        description="growth: every n-th model proposal doubles one ability's largest tried volume (0: never)",
+    )
     scheduler: Literal["none", "asha"] = Field(
         "none", description="asha: stop trials early at the proxy's intermediate evaluations (proxy.reports >= 2)"
     )

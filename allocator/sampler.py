@@ -26,7 +26,18 @@ so it needs few trials where a general-purpose sampler needs many:
    standard deviations; the best candidate that is not within ``min_distance`` (the
    fraction of the budget moved) of a finished, running, pruned or failed trial is
    proposed. When every candidate is taken, the independent sampler explores instead.
-4. **Fallback.** Until ``n_startup_trials`` scored trials have finished (with a prior
+4. **Exploring volumes.** The bootstrap knows nothing of volumes no trial has tried:
+   an ability that scores nothing up to its largest tried share may cross a threshold
+   just past it (a tiny proxy learns copying that way: 0 at 260 examples, 0.8 at 500),
+   and its flat curve would never send the model there. So every ``explore_every``-th
+   model proposal doubles one ability's largest tried volume (at least twice its
+   even share, within its bounds) and lets the model allocate the rest: the ability
+   whose optimistic gain (its weight times what its curve leaves below the ceiling at
+   the largest tried volume, as if the untried range reached it) most exceeds the
+   predicted cost of forcing it there (the model's optimum minus the forced one's).
+   Where no ability's gain exceeds its cost, or every forced optimum is taken, the
+   sampler proposes the upper bound's choice as usual.
+5. **Fallback.** Until ``n_startup_trials`` scored trials have finished (with a prior
    study, once the first has), and for any parameter outside the mixture space, the
    independent sampler (random by default) samples, as Optuna's GP and CMA-ES
    samplers do.
@@ -62,6 +73,7 @@ __all__ = ["ALLOCATION_ATTR", "SCORES_ATTR", "GrowthCurveSampler", "point_from_c
 SAMPLER_MODELS = (*MODELS, "hill")
 SCORES_ATTR = "allocator.scores"
 ALLOCATION_ATTR = "allocator.allocation"
+PROPOSAL_ATTR = "allocator.growth_proposal"  # "model", or the ability a proposal explores
 
 
 def point_from_counts(counts: Mapping[str, float], minimum: Mapping[str, int] | None = None) -> dict[str, float]:
@@ -119,6 +131,7 @@ class GrowthCurveSampler(BaseSampler):
         candidates: int = 8,
         kappa: float = 1.0,
         min_distance: float = 0.02,
+        explore_every: int = 3,
         models: Sequence[str] = SAMPLER_MODELS,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -143,11 +156,15 @@ class GrowthCurveSampler(BaseSampler):
         self.n_startup_trials = n_startup_trials
         self.draws, self.candidates, self.kappa = draws, candidates, kappa
         self.min_distance = min_distance
+        if explore_every < 0:
+            raise ValueError(f"explore_every must be >= 0 (0: never explore), got {explore_every}")
+        self.explore_every = explore_every
         self.models = list(models)
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self.last_proposal: dict[str, Any] | None = None  # what the model said, for logs and tests
-        self.proposals: dict[int, dict[str, float]] = {}  # trial number -> predicted objective, sd, bound
+        # trial number -> predicted objective, sd, bound, and the ability it explores (or None)
+        self.proposals: dict[int, dict[str, Any]] = {}
 
     # -- Optuna's sampler interface ---------------------------------------------------
 
@@ -174,15 +191,21 @@ class GrowthCurveSampler(BaseSampler):
         # with the same training seed, see it pruned or fail again): it is taken as well
         others = (TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED, TrialState.FAIL)
         running = [t for t in study.get_trials(deepcopy=False, states=others) if t.number != trial.number]
+        # the cycle is counted in the study (a system attribute per model proposal), so that a
+        # resumed or distributed search keeps it
+        modelled = sum(1 for t in study.get_trials(deepcopy=False) if PROPOSAL_ATTR in t.system_attrs)
+        explore = self.explore_every > 0 and modelled % self.explore_every == self.explore_every - 1
         counts = self.propose(
             [self._allocation(t) for t in finished],
             [{a: float(t.user_attrs[SCORES_ATTR][a]) for a in self.abilities} for t in finished],
             taken=[x for t in finished + running for x in self._taken(t)],
+            explore=explore,
         )
         if counts is None:
             return {}
         assert self.last_proposal is not None
-        self.proposals[trial.number] = {k: self.last_proposal[k] for k in ("predicted", "sd", "ucb")}
+        self.proposals[trial.number] = {k: self.last_proposal[k] for k in ("predicted", "sd", "ucb", "explore")}
+        study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, self.last_proposal["explore"] or "model")
         point = point_from_counts(counts, self.space_minimum)
         return {name: point[name[2:]] for name in search_space if name[2:] in point}
 
@@ -282,14 +305,15 @@ class GrowthCurveSampler(BaseSampler):
         pred = predicted_scores(counts, curves, self.transfer, ceiling=1.0)
         return sum(self.weights[a] * pred[a] for a in self.abilities)
 
-    def optimum(self, curves: Mapping[str, Curve]) -> dict[str, int]:
-        """The exact allocation of the budget that maximizes the model with ``curves``."""
+    def optimum(self, curves: Mapping[str, Curve], minimum: Mapping[str, int] | None = None) -> dict[str, int]:
+        """The exact allocation of the budget that maximizes the model with ``curves``
+        (each ability at least ``minimum``, by default the sampler's own)."""
         return tailored_allocation(
             curves,
             self.transfer,
             self.budget,
             weights=self.weights,
-            minimum=self.minimum,
+            minimum=minimum or self.minimum,
             maximum=self.maximum,
             ceiling=1.0,  # transfer from several abilities must not add up past a perfect score
         )
@@ -299,12 +323,29 @@ class GrowthCurveSampler(BaseSampler):
         allocations: Sequence[Mapping[str, float]],
         scores: Sequence[Mapping[str, float]],
         taken: Sequence[Mapping[str, float]] = (),
+        explore: bool = False,
     ) -> dict[str, int] | None:
         """The next allocation (units of the budget) by the acquisition of the module doc,
-        or None when every candidate is within ``min_distance`` of a ``taken`` one."""
+        or None when every candidate is within ``min_distance`` of a ``taken`` one.
+        ``explore``: try a volume exploration first (module doc, 4)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow in a steep bootstrap fit
             curves, boot = self.fit(allocations, scores, seed=int(self._rng.integers(2**31)))
+            if explore:
+                for a, c in self._explorations(curves, allocations):
+                    if all(self._moved(c, t) >= self.min_distance for t in taken):
+                        values = np.array([self.predicted_objective(c, b) for b in boot])
+                        ucb = float(values.mean() + self.kappa * values.std())
+                        mean, sd = float(self.predicted_objective(c, curves)), float(values.std())
+                        self.last_proposal = {
+                            "counts": c,
+                            "predicted": mean,
+                            "sd": sd,
+                            "ucb": ucb,
+                            "curves": curves,
+                            "explore": a,
+                        }
+                        return c
             cands = [self.optimum(curves)]
             for k in self._rng.permutation(len(boot))[: self.candidates]:
                 cands.append(self.optimum(boot[int(k)]))
@@ -320,10 +361,41 @@ class GrowthCurveSampler(BaseSampler):
         rated.sort(key=lambda r: -r[0])
         for ucb, mean, sd, c in rated:
             if all(self._moved(c, t) >= self.min_distance for t in taken):
-                self.last_proposal = {"counts": c, "predicted": mean, "sd": sd, "ucb": ucb, "curves": curves}
+                self.last_proposal = {
+                    "counts": c,
+                    "predicted": mean,
+                    "sd": sd,
+                    "ucb": ucb,
+                    "curves": curves,
+                    "explore": None,
+                }
                 return c
         self.last_proposal = None
         return None
+
+    def _explorations(
+        self, curves: Mapping[str, Curve], allocations: Sequence[Mapping[str, float]]
+    ) -> list[tuple[str, dict[str, int]]]:
+        """The forced optima worth exploring, best first (module doc, 4): per ability whose
+        optimistic gain exceeds its cost, the model's optimum with that ability at least
+        doubled past its largest tried volume (the prior's included)."""
+        best = self.optimum(curves)
+        value = self.predicted_objective(best, curves)
+        even = 2.0 * self.budget / len(self.abilities)
+        out = []
+        for a in self.abilities:
+            tried = max([0.0] + [v for v, _ in self.prior[a]] + [float(x[a]) for x in allocations])
+            room = min(self.maximum[a], self.budget - sum(self.minimum[b] for b in self.abilities if b != a))
+            target = min(room, math.ceil(max(2.0 * tried, even)))
+            if target - tried < self.min_distance * self.budget:
+                continue  # explored up to its bounds already
+            gain = self.weights[a] * (1.0 - float(curves[a](tried)))
+            forced = self.optimum(curves, {**self.minimum, a: target})
+            cost = value - self.predicted_objective(forced, curves)
+            if gain > cost:
+                out.append((gain - cost, a, forced))
+        out.sort(key=lambda r: -r[0])
+        return [(a, c) for _, a, c in out]
 
     def _moved(self, a: Mapping[str, float], b: Mapping[str, float]) -> float:
         """The fraction of the budget moved between two allocations."""

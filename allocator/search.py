@@ -197,6 +197,8 @@ class _TrialLog(tune.Callback):
                 origin = f"warm start: {label.removeprefix('warm-')}"
             elif proposal:
                 origin = f"{self.sampler} model: predicted {proposal['predicted']:.4f} +- {proposal['sd']:.4f}"
+                if proposal.get("explore"):
+                    origin += f" (explores {proposal['explore']} past its largest tried volume)"
             else:
                 origin = f"{self.sampler} sampler"
         rec = TrialRecord(
@@ -315,6 +317,7 @@ def make_sampler(
             weights=weights,
             n_startup_trials=startup,
             kappa=search["kappa"],
+            explore_every=search.get("explore_every", 3),
             seed=seed,
             prior=warm.prior if warm is not None else None,
             transfer=warm.transfer if warm is not None else None,
@@ -362,7 +365,7 @@ class _ScoredOptunaSearch(OptunaSearch):
                 )
             )
 
-    def proposal(self, trial_id: str) -> dict[str, float] | None:
+    def proposal(self, trial_id: str) -> dict[str, Any] | None:
         """What the growth-curve sampler predicted for a trial it proposed."""
         ot_trial = self._ot_trials.get(trial_id)
         proposals = getattr(self._sampler, "proposals", None)

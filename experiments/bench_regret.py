@@ -1,7 +1,8 @@
 """Regret benchmark: replay searches against a measured landscape (experiments/landscape.py).
 
     python experiments/bench_regret.py --landscape experiments/results/landscape_suite.json \\
-        [--samplers random,tpe,gp,cmaes,growth] [--seeds 20] [--trials 32] [--lookup surrogate|nearest]
+        [--samplers random,tpe,gp,cmaes,growth] [--seeds 20] [--trials 32] [--lookup surrogate|nearest] \\
+        [--explore-every 3]
 
 Every trial of a replayed search is a lookup, not a proxy run: the sampler's point is
 mapped to its mixture (allocator.mixtures, the search's own parametrization), and the
@@ -49,10 +50,13 @@ import numpy as np
 CHECKPOINTS = (4, 8, 16, 32)
 
 
-def make_sampler(name: str, seed: int, plan: Mapping[str, Any], weights: Mapping[str, float], startup: int) -> Any:
+def make_sampler(
+    name: str, seed: int, plan: Mapping[str, Any], weights: Mapping[str, float], startup: int, explore_every: int = 3
+) -> Any:
     from allocator.search import make_sampler as allocator_sampler
 
-    return allocator_sampler({"sampler": name, "n_startup_trials": startup, "kappa": 1.0}, seed, plan, weights)
+    search = {"sampler": name, "n_startup_trials": startup, "kappa": 1.0, "explore_every": explore_every}
+    return allocator_sampler(search, seed, plan, weights)
 
 
 class Surrogate:
@@ -141,6 +145,7 @@ def replay(
     trials: int,
     startup: int = 4,
     surrogate: Surrogate | None = None,
+    explore_every: int = 3,
 ) -> list[float]:
     """The objective of each trial of one replayed search, in order: read from
     ``surrogate`` when given, else from the nearest measured mixture."""
@@ -154,7 +159,7 @@ def replay(
     plan = {"unit": "examples", "budget": table["budget"], "caps": table["caps"], "max_repeats": 1}
     entries = table["mixtures"]
     counts = np.array([[e["mixture"][a] for a in abilities] for e in entries], dtype=float)
-    sampler = make_sampler(sampler_name, seed, plan, table["weights"], startup)
+    sampler = make_sampler(sampler_name, seed, plan, table["weights"], startup, explore_every)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial({f"u_{a}": u for a, u in uniform_point(abilities).items()})
 
@@ -190,6 +195,7 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=32)
     p.add_argument("--startup", type=int, default=4)
     p.add_argument("--lookup", choices=["surrogate", "nearest"], default="surrogate")
+    p.add_argument("--explore-every", type=int, default=3, help="growth: search.explore_every (0: never)")
     p.add_argument("--json", help="also write every search's per-trial regrets here")
     args = p.parse_args()
 
@@ -228,7 +234,8 @@ def main() -> int:
         runs, secs = [], []
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            runs.append(regrets(replay(table, name, seed, args.trials, args.startup, surrogate), oracle))
+            values = replay(table, name, seed, args.trials, args.startup, surrogate, args.explore_every)
+            runs.append(regrets(values, oracle))
             secs.append(time.perf_counter() - t0)
         dump[name] = runs
         cells = []

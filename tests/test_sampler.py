@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 from allocator.allocation import tailored_allocation
 from allocator.growth import predict
 from allocator.mixtures import counts_from_point, uniform_point
-from allocator.sampler import ALLOCATION_ATTR, SCORES_ATTR, GrowthCurveSampler, point_from_counts, prior_from_study
+from allocator.sampler import (
+    ALLOCATION_ATTR,
+    PROPOSAL_ATTR,
+    SCORES_ATTR,
+    GrowthCurveSampler,
+    point_from_counts,
+    prior_from_study,
+)
 from allocator.search import make_sampler
 
 from .conftest import ROOT
@@ -235,6 +242,69 @@ def test_no_curve_of_the_model_predicts_below_the_lowest_score_seen():
             assert float(np.min(c[a](np.array([0.0, 400.0, 800.0, 5000.0])))) >= lowest[a] - 1e-12
     # what the floor does to a curve that falls without bound
     assert float(predict("loglin", {"y0": 0.0, "k": -1.0, "floor": -0.5}, 1000.0)) == -0.5
+
+
+# a threshold landscape: two abilities that saturate early, and one (t) that scores
+# nothing below 400 examples and nearly everything from there (what a tiny proxy does
+# with copying); no startup trial gives t more than 200
+STEP = {"a": 30.0, "b": 60.0}
+STARTS = [{"a": 300, "b": 300, "t": 200}, {"a": 600, "b": 100, "t": 100}, {"a": 100, "b": 600, "t": 100}]
+
+
+def _step_scores(counts) -> dict[str, float]:
+    scores = {a: 0.95 * (1.0 - math.exp(-counts[a] / s)) for a, s in STEP.items()}
+    return {**scores, "t": 0.9 if counts["t"] >= 400 else 0.0}
+
+
+def _threshold_search(explore_every: int, storage: str | None = None) -> tuple[GrowthCurveSampler, optuna.Study]:
+    plan = {"unit": "examples", "budget": BUDGET, "caps": {"a": 800, "b": 800, "t": 800}, "max_repeats": 1}
+    sampler = GrowthCurveSampler(plan, seed=0, n_startup_trials=3, draws=8, explore_every=explore_every)
+    study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage, study_name="t")
+    for counts in STARTS:
+        study.enqueue_trial({f"u_{a}": u for a, u in point_from_counts(counts).items()})
+
+    def objective(trial: optuna.Trial) -> float:
+        point = {a: trial.suggest_float(f"u_{a}", 0.0, 1.0) for a in ("a", "b", "t")}
+        counts = counts_from_point(point, BUDGET, plan["caps"])
+        scores = _step_scores(counts)
+        trial.set_user_attr(SCORES_ATTR, scores)
+        trial.set_user_attr(ALLOCATION_ATTR, counts)
+        return sum(scores.values()) / 3
+
+    study.optimize(objective, n_trials=9)
+    return sampler, study
+
+
+def test_it_explores_an_untried_volume_range_where_the_upper_bound_never_goes(tmp_path):
+    # t's curve is flat at 0 over every volume tried, with no bootstrap spread: the upper
+    # bound alone never gives it more, and the search never finds that t can be learned
+    # (until the random sampler, proposing where every model candidate is taken, stumbles on it)
+    plain, study = _threshold_search(explore_every=0)
+    t_counts = [t.user_attrs[ALLOCATION_ATTR]["t"] for t in study.trials]
+    assert plain.proposals and all(p["explore"] is None for p in plain.proposals.values())
+    assert all(t_counts[n] < 400 for n in plain.proposals if max(t_counts[:n]) < 400)
+    # every third model proposal doubles the least-explored ability's largest tried volume
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    sampler, study = _threshold_search(explore_every=3, storage=storage)
+    kinds = {t.number: t.system_attrs.get(PROPOSAL_ATTR) for t in study.trials}
+    assert [kinds[n] for n in range(3)] == [None] * 3  # the enqueued startup points
+    assert kinds[5] == "t" and sampler.proposals[5]["explore"] == "t"
+    assert [kinds[n] for n in (3, 4)] == ["model", "model"]
+    assert study.trials[5].user_attrs[ALLOCATION_ATTR]["t"] >= 400  # twice 200, the largest tried
+    best = max(study.trials, key=lambda t: t.value)
+    assert best.user_attrs[ALLOCATION_ATTR]["t"] >= 400 and best.value > 0.9
+    assert best.value > max(t.value for t in optuna.load_study(study_name="t", storage=storage).trials[:5])
+    # the cycle is counted from the storage: a new sampler on the same study goes on with it
+    resumed = optuna.load_study(
+        study_name="t",
+        storage=storage,
+        sampler=GrowthCurveSampler(
+            {"unit": "examples", "budget": BUDGET, "caps": {"a": 800, "b": 800, "t": 800}}, seed=1, draws=4
+        ),
+    )
+    assert sum(1 for t in resumed.trials if PROPOSAL_ATTR in t.system_attrs) == len(sampler.proposals) == 4
+    with pytest.raises(ValueError, match="explore_every"):
+        GrowthCurveSampler(PLAN, explore_every=-1)
 
 
 def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
