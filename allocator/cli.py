@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from typing import Any
@@ -397,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("allocator: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:
+        if e.code == signal.SIGTERM:  # Ray's driver handler: sys.exit(15) on SIGTERM
+            print("allocator: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        raise
     except Exception:
         traceback.print_exc()
         print("allocator: internal error (the traceback above); please report it", file=sys.stderr)

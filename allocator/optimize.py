@@ -206,7 +206,7 @@ def optimize(
     # heavy imports (Ray, torch) here, not at module level: `allocator --help` stays fast
     from allocator.errors import UserError
     from allocator.search import compute_stats, run_search
-    from allocator.tracking import open_tracker, ui_command
+    from allocator.tracking import ended_status, open_tracker, ui_command
     from ray_cluster import connect, disconnect, trial_resources
 
     t_start = time.perf_counter()
@@ -344,7 +344,7 @@ def optimize(
         return result
     except BaseException as e:
         if tracker is not None:
-            tracker.close("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            tracker.close(ended_status(e))
         raise
     finally:
         disconnect(started_ray)

@@ -192,7 +192,7 @@ def _run_job(
     from ray import tune
 
     from allocator.optimize import concurrency, open_parent, prepare
-    from allocator.tracking import open_tracker
+    from allocator.tracking import ended_status, open_tracker
     from ray_cluster import connect, disconnect, trial_resources
 
     t_start = time.perf_counter()
@@ -255,7 +255,7 @@ def _run_job(
         return result
     except BaseException as e:
         if tracker is not None:
-            tracker.close("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            tracker.close(ended_status(e))
         raise
     finally:
         disconnect(started_ray)

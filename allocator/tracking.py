@@ -16,10 +16,16 @@ from typing import Any
 
 from allocator.errors import UserError, first_line
 
-__all__ = ["Tracker", "default_tracking_uri", "open_tracker", "ui_command"]
+__all__ = ["Tracker", "default_tracking_uri", "ended_status", "open_tracker", "ui_command"]
 
 TRIAL_ID_TAG = "allocator.trial_id"
 KIND_TAG = "allocator.kind"
+
+
+def ended_status(e: BaseException) -> str:
+    """The status of a run that ``e`` ended: KILLED when it was stopped from outside
+    (Ctrl-C; SIGTERM, which Ray's driver turns into ``sys.exit(15)``), else FAILED."""
+    return "KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "FAILED"
 
 
 def default_tracking_uri() -> str:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
@@ -71,16 +72,22 @@ def test_finished_trials_survive_a_killed_driver(tmp_path, cache_dir):
     assert [p.info.status for p in parents] == ["RUNNING"]
 
 
-def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path, cache_dir):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, cache_dir, sig):
     proc, uri = _start(tmp_path, cache_dir, trials=6)
     try:
         _wait_for_a_finished_trial(proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
     finally:
         _reap(proc)
-    assert proc.returncode == 130, out[-2000:]
-    assert "interrupted" in out and "Traceback" not in out
+    assert "Traceback" not in out, out[-2000:]
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "allocator: interrupted" in out, out[-2000:]
+    else:
+        # Ray's driver turns SIGTERM into sys.exit(15), which ends the run KILLED (allocator
+        # then exits 143), but Ray's own C++ failure handler may abort the process after it
+        assert proc.returncode in (143, -signal.SIGABRT, 128 + signal.SIGABRT), out[-2000:]
     parents, children = _runs(uri)
     assert [p.info.status for p in parents] == ["KILLED"]
     statuses = {r.info.status for r in children}
