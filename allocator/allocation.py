@@ -83,7 +83,8 @@ def maximize_separable(values: Sequence[np.ndarray], total: int, lo: Sequence[in
     solution in lexicographic order of the abilities). Raises ValueError when no
     choice satisfies the bounds."""
     n = len(values)
-    if sum(lo) > total or sum(min(h, total) for h in hi) < total:
+    empty = any(lo_i > min(hi_i, total) for lo_i, hi_i in zip(lo, hi, strict=True))
+    if empty or sum(lo) > total or sum(min(h, total) for h in hi) < total:
         raise ValueError(f"no allocation of {total} units fits the bounds {list(zip(lo, hi, strict=True))}")
     neg = -math.inf
     best = np.full(total + 1, neg)

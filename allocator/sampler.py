@@ -382,17 +382,26 @@ class GrowthCurveSampler(BaseSampler):
         best = self.optimum(curves)
         value = self.predicted_objective(best, curves)
         even = 2.0 * self.budget / len(self.abilities)
+        # the optimum moves in steps of tailored_allocation's unit: the target is a whole
+        # number of them that the other abilities' minimums (rounded up to steps) leave room for
+        unit = max(1, self.budget // 400)
+        steps = {a: -(-self.minimum[a] // unit) for a in self.abilities}
         out = []
         for a in self.abilities:
             tried = max([0.0] + [v for v, _ in self.prior[a]] + [float(x[a]) for x in allocations])
-            room = min(self.maximum[a], self.budget - sum(self.minimum[b] for b in self.abilities if b != a))
-            target = min(room, math.ceil(max(2.0 * tried, even)))
+            room = min(self.maximum[a], (self.budget // unit - sum(steps.values()) + steps[a]) * unit)
+            target = min(room // unit, -(-math.ceil(max(2.0 * tried, even)) // unit)) * unit
             if target - tried < self.min_distance * self.budget:
                 continue  # explored up to its bounds already
+            # optimistic: as if the untried range reached a perfect score (with transference the
+            # curve is the ability's own part, so this overstates the headroom: more exploring)
             gain = self.weights[a] * (1.0 - float(curves[a](tried)))
-            forced = self.optimum(curves, {**self.minimum, a: target})
+            try:
+                forced = self.optimum(curves, {**self.minimum, a: max(target, self.minimum[a])})
+            except ValueError:
+                continue  # the bounds leave no whole step for it
             cost = value - self.predicted_objective(forced, curves)
-            if gain > cost:
+            if forced[a] >= target and gain > cost:
                 out.append((gain - cost, a, forced))
         out.sort(key=lambda r: -r[0])
         return [(a, c) for _, a, c in out]

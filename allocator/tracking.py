@@ -10,6 +10,7 @@ truth (FAILED is FAILED, an interrupted run is KILLED).
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ KIND_TAG = "allocator.kind"
 
 def ended_status(e: BaseException) -> str:
     """The status of a run that ``e`` ended: KILLED when it was stopped from outside
-    (Ctrl-C; SIGTERM, which Ray's driver turns into ``sys.exit(15)``), else FAILED."""
-    return "KILLED" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "FAILED"
+    (Ctrl-C; SIGTERM, which Ray's driver turns into ``sys.exit(15)``), else FAILED
+    (another ``sys.exit`` in the driver is a failure)."""
+    terminated = isinstance(e, SystemExit) and e.code == signal.SIGTERM
+    return "KILLED" if isinstance(e, KeyboardInterrupt) or terminated else "FAILED"
 
 
 def default_tracking_uri() -> str:

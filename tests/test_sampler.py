@@ -256,22 +256,34 @@ def _step_scores(counts) -> dict[str, float]:
     return {**scores, "t": 0.9 if counts["t"] >= 400 else 0.0}
 
 
+THRESHOLD_PLAN = {"unit": "examples", "budget": BUDGET, "caps": {"a": 800, "b": 800, "t": 800}, "max_repeats": 1}
+
+
+def _threshold_objective(trial: optuna.Trial) -> float:
+    point = {a: trial.suggest_float(f"u_{a}", 0.0, 1.0) for a in ("a", "b", "t")}
+    counts = counts_from_point(point, BUDGET, THRESHOLD_PLAN["caps"])
+    scores = _step_scores(counts)
+    trial.set_user_attr(SCORES_ATTR, scores)
+    trial.set_user_attr(ALLOCATION_ATTR, counts)
+    return sum(scores.values()) / 3
+
+
+class _Recording(GrowthCurveSampler):
+    """Records whether each model proposal was asked to explore."""
+
+    asked: list[bool]
+
+    def propose(self, *args, explore: bool = False, **kwargs):
+        self.asked = [*getattr(self, "asked", []), explore]
+        return super().propose(*args, explore=explore, **kwargs)
+
+
 def _threshold_search(explore_every: int, storage: str | None = None) -> tuple[GrowthCurveSampler, optuna.Study]:
-    plan = {"unit": "examples", "budget": BUDGET, "caps": {"a": 800, "b": 800, "t": 800}, "max_repeats": 1}
-    sampler = GrowthCurveSampler(plan, seed=0, n_startup_trials=3, draws=8, explore_every=explore_every)
+    sampler = GrowthCurveSampler(THRESHOLD_PLAN, seed=0, n_startup_trials=3, draws=8, explore_every=explore_every)
     study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage, study_name="t")
     for counts in STARTS:
         study.enqueue_trial({f"u_{a}": u for a, u in point_from_counts(counts).items()})
-
-    def objective(trial: optuna.Trial) -> float:
-        point = {a: trial.suggest_float(f"u_{a}", 0.0, 1.0) for a in ("a", "b", "t")}
-        counts = counts_from_point(point, BUDGET, plan["caps"])
-        scores = _step_scores(counts)
-        trial.set_user_attr(SCORES_ATTR, scores)
-        trial.set_user_attr(ALLOCATION_ATTR, counts)
-        return sum(scores.values()) / 3
-
-    study.optimize(objective, n_trials=9)
+    study.optimize(_threshold_objective, n_trials=9)
     return sampler, study
 
 
@@ -283,7 +295,8 @@ def test_it_explores_an_untried_volume_range_where_the_upper_bound_never_goes(tm
     t_counts = [t.user_attrs[ALLOCATION_ATTR]["t"] for t in study.trials]
     assert plain.proposals and all(p["explore"] is None for p in plain.proposals.values())
     assert all(t_counts[n] < 400 for n in plain.proposals if max(t_counts[:n]) < 400)
-    # every third model proposal doubles the least-explored ability's largest tried volume
+    # every third model proposal doubles the largest tried volume of one ability (here t,
+    # whose optimistic gain most exceeds the cost of forcing it there)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     sampler, study = _threshold_search(explore_every=3, storage=storage)
     kinds = {t.number: t.system_attrs.get(PROPOSAL_ATTR) for t in study.trials}
@@ -295,16 +308,25 @@ def test_it_explores_an_untried_volume_range_where_the_upper_bound_never_goes(tm
     assert best.user_attrs[ALLOCATION_ATTR]["t"] >= 400 and best.value > 0.9
     assert best.value > max(t.value for t in optuna.load_study(study_name="t", storage=storage).trials[:5])
     # the cycle is counted from the storage: a new sampler on the same study goes on with it
-    resumed = optuna.load_study(
-        study_name="t",
-        storage=storage,
-        sampler=GrowthCurveSampler(
-            {"unit": "examples", "budget": BUDGET, "caps": {"a": 800, "b": 800, "t": 800}}, seed=1, draws=4
-        ),
-    )
-    assert sum(1 for t in resumed.trials if PROPOSAL_ATTR in t.system_attrs) == len(sampler.proposals) == 4
+    # (4 model proposals so far: the 5th exploits, the 6th is asked to explore)
+    assert sum(1 for t in study.trials if PROPOSAL_ATTR in t.system_attrs) == len(sampler.proposals) == 4
+    resumed = _Recording(THRESHOLD_PLAN, seed=1, draws=4)
+    optuna.load_study(study_name="t", storage=storage, sampler=resumed).optimize(_threshold_objective, n_trials=2)
+    assert resumed.asked == [False, True]
     with pytest.raises(ValueError, match="explore_every"):
         GrowthCurveSampler(PLAN, explore_every=-1)
+
+
+def test_an_exploration_target_is_a_whole_step_within_an_odd_cap():
+    # budget 1001 moves in steps of 2, and t's pool holds 777: doubling t's 500 examples
+    # must stop at 776 (a whole step under the cap), not ask the optimum for 777
+    plan = {"unit": "examples", "budget": 1001, "caps": {"a": 1001, "b": 1001, "t": 777}}
+    sampler = GrowthCurveSampler(plan, seed=0, draws=4, explore_every=1)
+    allocations = [{"a": 300, "b": 201, "t": 500}, {"a": 500, "b": 400, "t": 101}, {"a": 100, "b": 700, "t": 201}]
+    scores = [{**_step_scores({**x, "t": 0}), "t": 0.0} for x in allocations]
+    counts = sampler.propose(allocations, scores, explore=True)
+    assert counts is not None and sampler.last_proposal is not None and sampler.last_proposal["explore"] == "t"
+    assert counts["t"] == 776 and sum(counts.values()) == 1001 and all(counts[a] <= plan["caps"][a] for a in counts)
 
 
 def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
