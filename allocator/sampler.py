@@ -30,11 +30,13 @@ so it needs few trials where a general-purpose sampler needs many:
    an ability that scores nothing up to its largest tried share may cross a threshold
    just past it (a tiny proxy learns copying that way: 0 at 260 examples, 0.8 at 500),
    and its flat curve would never send the model there. So every ``explore_every``-th
-   model proposal doubles one ability's largest tried volume (at least twice its
-   even share, within its bounds) and lets the model allocate the rest: the ability
-   whose optimistic gain (its weight times what its curve leaves below the ceiling at
-   the largest tried volume, as if the untried range reached it) most exceeds the
-   predicted cost of forcing it there (the model's optimum minus the forced one's).
+   model proposal doubles one ability's largest tried volume (in a finished or running
+   trial; at least twice its even share, within its bounds) and lets the model
+   allocate the rest. Candidates are the abilities whose optimistic gain (their weight
+   times what the curve leaves below the ceiling at the largest tried volume, as if
+   the untried range reached it) exceeds the predicted cost of forcing them there (the
+   model's optimum minus the forced one's); of those, the one explored least often so
+   far, then the one whose gain most exceeds its cost.
    Where no ability's gain exceeds its cost, or every forced optimum is taken, the
    sampler proposes the upper bound's choice as usual.
 5. **Fallback.** Until ``n_startup_trials`` scored trials have finished (with a prior
@@ -193,13 +195,15 @@ class GrowthCurveSampler(BaseSampler):
         running = [t for t in study.get_trials(deepcopy=False, states=others) if t.number != trial.number]
         # the cycle is counted in the study (a system attribute per model proposal), so that a
         # resumed or distributed search keeps it
-        modelled = sum(1 for t in study.get_trials(deepcopy=False) if PROPOSAL_ATTR in t.system_attrs)
-        explore = self.explore_every > 0 and modelled % self.explore_every == self.explore_every - 1
+        trials = study.get_trials(deepcopy=False)
+        kinds = [t.system_attrs[PROPOSAL_ATTR] for t in trials if PROPOSAL_ATTR in t.system_attrs]
+        explore = self.explore_every > 0 and len(kinds) % self.explore_every == self.explore_every - 1
         counts = self.propose(
             [self._allocation(t) for t in finished],
             [{a: float(t.user_attrs[SCORES_ATTR][a]) for a in self.abilities} for t in finished],
             taken=[x for t in finished + running for x in self._taken(t)],
             explore=explore,
+            explored={a: kinds.count(a) for a in self.abilities},
         )
         if counts is None:
             return {}
@@ -324,15 +328,17 @@ class GrowthCurveSampler(BaseSampler):
         scores: Sequence[Mapping[str, float]],
         taken: Sequence[Mapping[str, float]] = (),
         explore: bool = False,
+        explored: Mapping[str, int] | None = None,
     ) -> dict[str, int] | None:
         """The next allocation (units of the budget) by the acquisition of the module doc,
         or None when every candidate is within ``min_distance`` of a ``taken`` one.
-        ``explore``: try a volume exploration first (module doc, 4)."""
+        ``explore``: try a volume exploration first (module doc, 4); ``explored``: how
+        many earlier proposals explored each ability."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow in a steep bootstrap fit
             curves, boot = self.fit(allocations, scores, seed=int(self._rng.integers(2**31)))
             if explore:
-                for a, c in self._explorations(curves, allocations):
+                for a, c in self._explorations(curves, [*allocations, *taken], explored or {}):
                     if all(self._moved(c, t) >= self.min_distance for t in taken):
                         values = np.array([self.predicted_objective(c, b) for b in boot])
                         ucb = float(values.mean() + self.kappa * values.std())
@@ -374,11 +380,13 @@ class GrowthCurveSampler(BaseSampler):
         return None
 
     def _explorations(
-        self, curves: Mapping[str, Curve], allocations: Sequence[Mapping[str, float]]
+        self, curves: Mapping[str, Curve], tried: Sequence[Mapping[str, float]], explored: Mapping[str, int]
     ) -> list[tuple[str, dict[str, int]]]:
         """The forced optima worth exploring, best first (module doc, 4): per ability whose
         optimistic gain exceeds its cost, the model's optimum with that ability at least
-        doubled past its largest tried volume (the prior's included)."""
+        doubled past its largest volume in ``tried`` (finished and running trials) or the
+        prior. The abilities explored least often come first: one that stayed flat after
+        a doubling is less likely to be learnable within the budget than one never pushed."""
         best = self.optimum(curves)
         value = self.predicted_objective(best, curves)
         even = 2.0 * self.budget / len(self.abilities)
@@ -388,23 +396,23 @@ class GrowthCurveSampler(BaseSampler):
         steps = {a: -(-self.minimum[a] // unit) for a in self.abilities}
         out = []
         for a in self.abilities:
-            tried = max([0.0] + [v for v, _ in self.prior[a]] + [float(x[a]) for x in allocations])
+            most = max([0.0] + [v for v, _ in self.prior[a]] + [float(x[a]) for x in tried])
             room = min(self.maximum[a], (self.budget // unit - sum(steps.values()) + steps[a]) * unit)
-            target = min(room // unit, -(-math.ceil(max(2.0 * tried, even)) // unit)) * unit
-            if target - tried < self.min_distance * self.budget:
+            target = min(room // unit, -(-math.ceil(max(2.0 * most, even)) // unit)) * unit
+            if target - most < self.min_distance * self.budget:
                 continue  # explored up to its bounds already
             # optimistic: as if the untried range reached a perfect score (with transference the
             # curve is the ability's own part, so this overstates the headroom: more exploring)
-            gain = self.weights[a] * (1.0 - float(curves[a](tried)))
+            gain = self.weights[a] * (1.0 - float(curves[a](most)))
             try:
                 forced = self.optimum(curves, {**self.minimum, a: max(target, self.minimum[a])})
             except ValueError:
                 continue  # the bounds leave no whole step for it
             cost = value - self.predicted_objective(forced, curves)
             if forced[a] >= target and gain > cost:
-                out.append((gain - cost, a, forced))
-        out.sort(key=lambda r: -r[0])
-        return [(a, c) for _, a, c in out]
+                out.append((explored.get(a, 0), cost - gain, a, forced))
+        out.sort(key=lambda r: r[:2])
+        return [(a, c) for *_, a, c in out]
 
     def _moved(self, a: Mapping[str, float], b: Mapping[str, float]) -> float:
         """The fraction of the budget moved between two allocations."""

@@ -329,6 +329,28 @@ def test_an_exploration_target_is_a_whole_step_within_an_odd_cap():
     assert counts["t"] == 776 and sum(counts.values()) == 1001 and all(counts[a] <= plan["caps"][a] for a in counts)
 
 
+def test_exploration_takes_turns_and_counts_running_trials_as_tried():
+    # two flat abilities (t, u) qualify: once one has been explored, the other goes first;
+    # a running trial's volume counts as tried, so the doubling starts from it
+    plan = {"unit": "examples", "budget": BUDGET, "caps": {a: BUDGET for a in ("a", "b", "t", "u")}}
+    sampler = GrowthCurveSampler(plan, seed=0, draws=4, explore_every=1)
+    allocations = [
+        {"a": 300, "b": 300, "t": 100, "u": 100},
+        {"a": 500, "b": 100, "t": 150, "u": 50},
+        {"a": 100, "b": 500, "t": 50, "u": 150},
+    ]
+    scores = [{**_step_scores({**x, "t": 0}), "u": 0.0} for x in allocations]
+    first = sampler.propose(allocations, scores, explore=True)
+    ability = sampler.last_proposal["explore"]
+    assert first is not None and ability in ("t", "u") and first[ability] >= 400  # 2 x 150 < the even 400
+    other = "u" if ability == "t" else "t"
+    second = sampler.propose(allocations, scores, explore=True, explored={ability: 1})
+    assert second is not None and sampler.last_proposal["explore"] == other and second[other] >= 400
+    running = {"a": 100, "b": 100, "t": 300, "u": 300}
+    third = sampler.propose(allocations, scores, taken=[running], explore=True, explored={ability: 1})
+    assert third is not None and sampler.last_proposal["explore"] == other and third[other] >= 600
+
+
 def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
     runs = [{"mixture": {a: 0 for a in GAIN}, "scores": {a: 0.0 for a in GAIN}}]
     for v in (16, 64, 256):
