@@ -30,15 +30,16 @@ so it needs few trials where a general-purpose sampler needs many:
    an ability that scores nothing up to its largest tried share may cross a threshold
    just past it (a tiny proxy learns copying that way: 0 at 260 examples, 0.8 at 500),
    and its flat curve would never send the model there. So every ``explore_every``-th
-   model proposal doubles one ability's largest tried volume (in a finished or running
-   trial; at least twice its even share, within its bounds) and lets the model
-   allocate the rest. Candidates are the abilities whose optimistic gain (their weight
-   times what the curve leaves below the ceiling at the largest tried volume, as if
-   the untried range reached it) exceeds the predicted cost of forcing them there (the
-   model's optimum minus the forced one's); of those, the one explored least often so
-   far, then the one whose gain most exceeds its cost.
-   Where no ability's gain exceeds its cost, or every forced optimum is taken, the
-   sampler proposes the upper bound's choice as usual.
+   model proposal doubles the largest tried volume (in a finished or running trial; at
+   least twice the even share, within the bounds) of some abilities and lets the model
+   allocate the rest. An ability qualifies when its optimistic gain (its weight times
+   what its curve leaves below the ceiling at the largest tried volume, as if the
+   untried range reached it) exceeds the predicted cost of forcing it there (the
+   model's optimum minus the forced one's). Taken in order (the ones explored least
+   often so far first, then by gain minus cost), qualifying abilities join the same
+   proposal while their summed gain exceeds its cost: every trial scores every
+   ability, so one trial tests several untried ranges. Where none qualifies, or every
+   such proposal is taken, the sampler proposes the upper bound's choice as usual.
 5. **Fallback.** Until ``n_startup_trials`` scored trials have finished (with a prior
    study, once the first has), and for any parameter outside the mixture space, the
    independent sampler (random by default) samples, as Optuna's GP and CMA-ES
@@ -75,7 +76,7 @@ __all__ = ["ALLOCATION_ATTR", "SCORES_ATTR", "GrowthCurveSampler", "point_from_c
 SAMPLER_MODELS = (*MODELS, "hill")
 SCORES_ATTR = "allocator.scores"
 ALLOCATION_ATTR = "allocator.allocation"
-PROPOSAL_ATTR = "allocator.growth_proposal"  # "model", or the ability a proposal explores
+PROPOSAL_ATTR = "allocator.growth_proposal"  # "model", or the list of abilities a proposal explores
 
 
 def point_from_counts(counts: Mapping[str, float], minimum: Mapping[str, int] | None = None) -> dict[str, float]:
@@ -165,7 +166,7 @@ class GrowthCurveSampler(BaseSampler):
         self._rng = np.random.default_rng(seed)
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self.last_proposal: dict[str, Any] | None = None  # what the model said, for logs and tests
-        # trial number -> predicted objective, sd, bound, and the ability it explores (or None)
+        # trial number -> predicted objective, sd, bound, and the abilities it explores (or None)
         self.proposals: dict[int, dict[str, Any]] = {}
 
     # -- Optuna's sampler interface ---------------------------------------------------
@@ -198,12 +199,13 @@ class GrowthCurveSampler(BaseSampler):
         trials = study.get_trials(deepcopy=False)
         kinds = [t.system_attrs[PROPOSAL_ATTR] for t in trials if PROPOSAL_ATTR in t.system_attrs]
         explore = self.explore_every > 0 and len(kinds) % self.explore_every == self.explore_every - 1
+        explored = {a: sum(1 for k in kinds if isinstance(k, list) and a in k) for a in self.abilities}
         counts = self.propose(
             [self._allocation(t) for t in finished],
             [{a: float(t.user_attrs[SCORES_ATTR][a]) for a in self.abilities} for t in finished],
             taken=[x for t in finished + running for x in self._taken(t)],
             explore=explore,
-            explored={a: kinds.count(a) for a in self.abilities},
+            explored=explored,
         )
         if counts is None:
             return {}
@@ -338,7 +340,7 @@ class GrowthCurveSampler(BaseSampler):
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow in a steep bootstrap fit
             curves, boot = self.fit(allocations, scores, seed=int(self._rng.integers(2**31)))
             if explore:
-                for a, c in self._explorations(curves, [*allocations, *taken], explored or {}):
+                for names, c in self._explorations(curves, [*allocations, *taken], explored or {}):
                     if all(self._moved(c, t) >= self.min_distance for t in taken):
                         values = np.array([self.predicted_objective(c, b) for b in boot])
                         ucb = float(values.mean() + self.kappa * values.std())
@@ -349,7 +351,7 @@ class GrowthCurveSampler(BaseSampler):
                             "sd": sd,
                             "ucb": ucb,
                             "curves": curves,
-                            "explore": a,
+                            "explore": names,
                         }
                         return c
             cands = [self.optimum(curves)]
@@ -381,12 +383,15 @@ class GrowthCurveSampler(BaseSampler):
 
     def _explorations(
         self, curves: Mapping[str, Curve], tried: Sequence[Mapping[str, float]], explored: Mapping[str, int]
-    ) -> list[tuple[str, dict[str, int]]]:
-        """The forced optima worth exploring, best first (module doc, 4): per ability whose
-        optimistic gain exceeds its cost, the model's optimum with that ability at least
-        doubled past its largest volume in ``tried`` (finished and running trials) or the
-        prior. The abilities explored least often come first: one that stayed flat after
-        a doubling is less likely to be learnable within the budget than one never pushed."""
+    ) -> list[tuple[list[str], dict[str, int]]]:
+        """The explorations worth proposing, best first (module doc, 4): ``(abilities,
+        forced optimum)``. An ability qualifies when its optimistic gain exceeds the cost
+        of forcing it to twice its largest volume in ``tried`` (finished and running
+        trials) or the prior. The first exploration forces as many qualifying abilities
+        at once as their summed gain pays for (each trial scores every ability, so one
+        trial can test several untried ranges); then each alone. The abilities explored
+        least often come first: one that stayed flat after a doubling is less likely to
+        be learnable within the budget than one never pushed."""
         best = self.optimum(curves)
         value = self.predicted_objective(best, curves)
         even = 2.0 * self.budget / len(self.abilities)
@@ -394,7 +399,17 @@ class GrowthCurveSampler(BaseSampler):
         # number of them that the other abilities' minimums (rounded up to steps) leave room for
         unit = max(1, self.budget // 400)
         steps = {a: -(-self.minimum[a] // unit) for a in self.abilities}
-        out = []
+
+        def forced(targets: Mapping[str, int]) -> tuple[dict[str, int], float] | None:
+            try:
+                c = self.optimum(curves, {**self.minimum, **targets})
+            except ValueError:
+                return None  # the bounds leave no whole steps for them
+            if any(c[a] < n for a, n in targets.items()):
+                return None
+            return c, value - self.predicted_objective(c, curves)
+
+        singles = []
         for a in self.abilities:
             most = max([0.0] + [v for v, _ in self.prior[a]] + [float(x[a]) for x in tried])
             room = min(self.maximum[a], (self.budget // unit - sum(steps.values()) + steps[a]) * unit)
@@ -404,15 +419,19 @@ class GrowthCurveSampler(BaseSampler):
             # optimistic: as if the untried range reached a perfect score (with transference the
             # curve is the ability's own part, so this overstates the headroom: more exploring)
             gain = self.weights[a] * (1.0 - float(curves[a](most)))
-            try:
-                forced = self.optimum(curves, {**self.minimum, a: max(target, self.minimum[a])})
-            except ValueError:
-                continue  # the bounds leave no whole step for it
-            cost = value - self.predicted_objective(forced, curves)
-            if forced[a] >= target and gain > cost:
-                out.append((explored.get(a, 0), cost - gain, a, forced))
-        out.sort(key=lambda r: r[:2])
-        return [(a, c) for *_, a, c in out]
+            one = forced({a: max(target, self.minimum[a])})
+            if one is not None and gain > one[1]:
+                singles.append((explored.get(a, 0), one[1] - gain, a, max(target, self.minimum[a]), gain, one[0]))
+        singles.sort(key=lambda r: r[:2])
+        # greedily add abilities, in that order, while their summed gain exceeds the cost
+        targets: dict[str, int] = {}
+        joint, paid = None, 0.0
+        for *_, a, target, gain, _c in singles:
+            both = forced({**targets, a: target})
+            if both is not None and paid + gain > both[1]:
+                targets[a], paid, joint = target, paid + gain, both[0]
+        out = [(list(targets), joint)] if joint is not None and len(targets) > 1 else []
+        return out + [([a], c) for *_, a, _t, _g, c in singles]
 
     def _moved(self, a: Mapping[str, float], b: Mapping[str, float]) -> float:
         """The fraction of the budget moved between two allocations."""

@@ -198,7 +198,7 @@ class _TrialLog(tune.Callback):
             elif proposal:
                 origin = f"{self.sampler} model: predicted {proposal['predicted']:.4f} +- {proposal['sd']:.4f}"
                 if proposal.get("explore"):
-                    origin += f" (explores {proposal['explore']} past its largest tried volume)"
+                    origin += f" (explores {', '.join(proposal['explore'])} past the largest volumes tried)"
             else:
                 origin = f"{self.sampler} sampler"
         rec = TrialRecord(

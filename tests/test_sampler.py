@@ -301,7 +301,7 @@ def test_it_explores_an_untried_volume_range_where_the_upper_bound_never_goes(tm
     sampler, study = _threshold_search(explore_every=3, storage=storage)
     kinds = {t.number: t.system_attrs.get(PROPOSAL_ATTR) for t in study.trials}
     assert [kinds[n] for n in range(3)] == [None] * 3  # the enqueued startup points
-    assert kinds[5] == "t" and sampler.proposals[5]["explore"] == "t"
+    assert kinds[5] == ["t"] and sampler.proposals[5]["explore"] == ["t"]
     assert [kinds[n] for n in (3, 4)] == ["model", "model"]
     assert study.trials[5].user_attrs[ALLOCATION_ATTR]["t"] >= 400  # twice 200, the largest tried
     best = max(study.trials, key=lambda t: t.value)
@@ -325,12 +325,13 @@ def test_an_exploration_target_is_a_whole_step_within_an_odd_cap():
     allocations = [{"a": 300, "b": 201, "t": 500}, {"a": 500, "b": 400, "t": 101}, {"a": 100, "b": 700, "t": 201}]
     scores = [{**_step_scores({**x, "t": 0}), "t": 0.0} for x in allocations]
     counts = sampler.propose(allocations, scores, explore=True)
-    assert counts is not None and sampler.last_proposal is not None and sampler.last_proposal["explore"] == "t"
+    assert counts is not None and sampler.last_proposal is not None and sampler.last_proposal["explore"] == ["t"]
     assert counts["t"] == 776 and sum(counts.values()) == 1001 and all(counts[a] <= plan["caps"][a] for a in counts)
 
 
-def test_exploration_takes_turns_and_counts_running_trials_as_tried():
-    # two flat abilities (t, u) qualify: once one has been explored, the other goes first;
+def test_exploration_tests_several_abilities_at_once_then_takes_turns():
+    # two flat abilities (t, u): while a and b need little of the budget, one trial doubles
+    # both; where the budget cannot pay for both, the one explored least often goes first;
     # a running trial's volume counts as tried, so the doubling starts from it
     plan = {"unit": "examples", "budget": BUDGET, "caps": {a: BUDGET for a in ("a", "b", "t", "u")}}
     sampler = GrowthCurveSampler(plan, seed=0, draws=4, explore_every=1)
@@ -340,15 +341,14 @@ def test_exploration_takes_turns_and_counts_running_trials_as_tried():
         {"a": 100, "b": 500, "t": 50, "u": 150},
     ]
     scores = [{**_step_scores({**x, "t": 0}), "u": 0.0} for x in allocations]
-    first = sampler.propose(allocations, scores, explore=True)
-    ability = sampler.last_proposal["explore"]
-    assert first is not None and ability in ("t", "u") and first[ability] >= 400  # 2 x 150 < the even 400
-    other = "u" if ability == "t" else "t"
-    second = sampler.propose(allocations, scores, explore=True, explored={ability: 1})
-    assert second is not None and sampler.last_proposal["explore"] == other and second[other] >= 400
+    both = sampler.propose(allocations, scores, explore=True)
+    assert both is not None and sorted(sampler.last_proposal["explore"]) == ["t", "u"]
+    assert both["t"] >= 400 and both["u"] >= 400  # twice 150 is less than twice the even share (400)
+    # tried up to 300 each (a running trial): doubling both leaves nothing for a and b
     running = {"a": 100, "b": 100, "t": 300, "u": 300}
-    third = sampler.propose(allocations, scores, taken=[running], explore=True, explored={ability: 1})
-    assert third is not None and sampler.last_proposal["explore"] == other and third[other] >= 600
+    for explored, first in (({"t": 1}, "u"), ({"u": 1}, "t")):
+        one = sampler.propose(allocations, scores, taken=[running], explore=True, explored=explored)
+        assert one is not None and sampler.last_proposal["explore"] == [first] and one[first] >= 600
 
 
 def test_a_prior_study_lets_the_model_start_after_the_uniform_trial():
