@@ -181,7 +181,8 @@ class SearchConfig(_Section):
     explore_every: int = Field(
         3,
         ge=0,
-        description="growth: every n-th model proposal doubles one ability's largest tried volume (0: never)",
+        description="growth: every n-th model proposal doubles the largest tried volumes of abilities whose "
+        "untried range may pay (0: never)",
     )
     scheduler: Literal["none", "asha"] = Field(
         "none", description="asha: stop trials early at the proxy's intermediate evaluations (proxy.reports >= 2)"
