@@ -341,45 +341,52 @@ class GrowthCurveSampler(BaseSampler):
             curves, boot = self.fit(allocations, scores, seed=int(self._rng.integers(2**31)))
             if explore:
                 for names, c in self._explorations(curves, [*allocations, *taken], explored or {}):
-                    if all(self._moved(c, t) >= self.min_distance for t in taken):
-                        values = np.array([self.predicted_objective(c, b) for b in boot])
-                        ucb = float(values.mean() + self.kappa * values.std())
-                        mean, sd = float(self.predicted_objective(c, curves)), float(values.std())
-                        self.last_proposal = {
-                            "counts": c,
-                            "predicted": mean,
-                            "sd": sd,
-                            "ucb": ucb,
-                            "curves": curves,
-                            "explore": names,
-                        }
-                        return c
+                    if self._untaken(c, taken):
+                        return self._chosen(c, self._rating(c, curves, boot), curves, names)
             cands = [self.optimum(curves)]
             for k in self._rng.permutation(len(boot))[: self.candidates]:
                 cands.append(self.optimum(boot[int(k)]))
-        seen: list[dict[str, int]] = []
-        rated = []
+        unique: list[dict[str, int]] = []
         for c in cands:
-            if c in seen:
-                continue
-            seen.append(c)
-            values = np.array([self.predicted_objective(c, b) for b in boot])
-            ucb = float(values.mean() + self.kappa * values.std())
-            rated.append((ucb, float(self.predicted_objective(c, curves)), float(values.std()), c))
-        rated.sort(key=lambda r: -r[0])
-        for ucb, mean, sd, c in rated:
-            if all(self._moved(c, t) >= self.min_distance for t in taken):
-                self.last_proposal = {
-                    "counts": c,
-                    "predicted": mean,
-                    "sd": sd,
-                    "ucb": ucb,
-                    "curves": curves,
-                    "explore": None,
-                }
-                return c
+            if c not in unique:
+                unique.append(c)
+        rated = sorted(((self._rating(c, curves, boot), c) for c in unique), key=lambda r: -r[0][0])
+        for rating, c in rated:
+            if self._untaken(c, taken):
+                return self._chosen(c, rating, curves, None)
         self.last_proposal = None
         return None
+
+    def _rating(
+        self, counts: Mapping[str, float], curves: Mapping[str, Curve], boot: Sequence[Mapping[str, Curve]]
+    ) -> tuple[float, float, float]:
+        """An allocation's upper bound (mean over the draws + ``kappa`` sd), the fitted
+        model's predicted objective, and the sd over the draws."""
+        values = np.array([self.predicted_objective(counts, b) for b in boot])
+        ucb = float(values.mean() + self.kappa * values.std())
+        return ucb, float(self.predicted_objective(counts, curves)), float(values.std())
+
+    def _untaken(self, counts: Mapping[str, float], taken: Sequence[Mapping[str, float]]) -> bool:
+        return all(self._moved(counts, t) >= self.min_distance for t in taken)
+
+    def _chosen(
+        self,
+        counts: dict[str, int],
+        rating: tuple[float, float, float],
+        curves: Mapping[str, Curve],
+        explore: list[str] | None,
+    ) -> dict[str, int]:
+        """Records the proposal in ``last_proposal`` and returns it."""
+        ucb, mean, sd = rating
+        self.last_proposal = {
+            "counts": counts,
+            "predicted": mean,
+            "sd": sd,
+            "ucb": ucb,
+            "curves": curves,
+            "explore": explore,
+        }
+        return counts
 
     def _explorations(
         self, curves: Mapping[str, Curve], tried: Sequence[Mapping[str, float]], explored: Mapping[str, int]
