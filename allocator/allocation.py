@@ -31,12 +31,15 @@ __all__ = [
     "pareto_front",
     "predicted_scores",
     "tailored_allocation",
+    "transfer_coefficient",
 ]
 
 Curve = Callable[[np.ndarray], np.ndarray]
 
 
-def _t(transfer: Mapping[str, Mapping[str, float]] | None, a: str, b: str) -> float:
+def transfer_coefficient(transfer: Mapping[str, Mapping[str, float | None]] | None, a: str, b: str) -> float:
+    """``T[a][b]``; 0 on the diagonal, where there is no matrix, and where a study could not
+    measure it (``None`` in its JSON, NaN in memory: the ability's own gain was too small)."""
     if transfer is None or a == b:
         return 0.0
     x = transfer.get(a, {}).get(b, 0.0)
@@ -57,7 +60,7 @@ def predicted_scores(
         total = float(f(np.asarray(float(counts.get(a, 0)))))
         for b in curves:
             if b != a:
-                total += _t(transfer, a, b) * (float(f(np.asarray(float(counts.get(b, 0))))) - f0)
+                total += transfer_coefficient(transfer, a, b) * (float(f(np.asarray(float(counts.get(b, 0))))) - f0)
         out[a] = min(total, ceiling) if ceiling is not None else total
     return out
 
@@ -72,7 +75,8 @@ def objective_terms(
     gains = {a: np.asarray(f(grid), dtype=float) - float(f(np.asarray(0.0))) for a, f in curves.items()}
     out = {}
     for b in curves:
-        transferred = sum(weights.get(a, 0.0) * _t(transfer, a, b) * gains[a] for a in curves if a != b)
+        t = {a: transfer_coefficient(transfer, a, b) for a in curves if a != b}
+        transferred = sum(weights.get(a, 0.0) * t[a] * gains[a] for a in t)
         out[b] = weights.get(b, 0.0) * gains[b] + transferred
     return out
 

@@ -65,7 +65,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from allocator.allocation import predicted_scores, tailored_allocation
+from allocator.allocation import predicted_scores, tailored_allocation, transfer_coefficient
 from allocator.growth import MODELS, Curve, bootstrap, fit_curve
 from allocator.mixtures import counts_from_point
 
@@ -297,8 +297,9 @@ class GrowthCurveSampler(BaseSampler):
         for a, (_, y) in data.items():
             f, f0 = curves[a], float(curves[a](0.0))
             others = [b for b in self.abilities if b != a]
-            ta = t.get(a, {})
-            moved = np.array([sum(ta.get(b, 0.0) * (float(f(x[b])) - f0) for b in others) for x in allocations])
+            moved = np.array(
+                [sum(transfer_coefficient(t, a, b) * (float(f(x[b])) - f0) for b in others) for x in allocations]
+            )
             own = y.copy()
             own[len(y) - len(allocations) :] -= moved
             out[a] = own

@@ -18,6 +18,7 @@ driver afterwards (tests/test_crash.py kills it). Tune's own copy under
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,9 +105,32 @@ def mixture_of(params: Mapping[str, float], abilities: list[str], plan: Mapping[
     return allocate(_point(params, abilities), plan)
 
 
+FAULTS_ENV = "ALLOCATOR_INJECT_FAULTS"
+
+
+def injected_fault() -> None:
+    """Fault injection for reliability tests (as Ray's own restore tests do it, by marker
+    files): with ``ALLOCATOR_INJECT_FAULTS=DIR`` each trial takes the next ordinal ``k``
+    (it creates ``DIR/started-k``, atomically) and raises when ``DIR/fail-k`` exists.
+    Without the variable it does nothing."""
+    folder = os.environ.get(FAULTS_ENV)
+    if not folder:
+        return
+    k = 0
+    while True:
+        try:
+            os.close(os.open(os.path.join(folder, f"started-{k}"), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            k += 1
+    if os.path.exists(os.path.join(folder, f"fail-{k}")):
+        raise RuntimeError(f"injected fault: trial {k} ({FAULTS_ENV}={folder})")
+
+
 def train_trial(setup: Mapping[str, Any], mixture: Mapping[str, int], seed: int) -> None:
     """Runs in a Ray worker: one proxy fine-tune on ``mixture``, reporting ``trial_metrics``
     to Tune at each evaluation (``setup``: see ``run_search``)."""
+    injected_fault()  # before the heavy imports: a failing trial costs no more than it must
     from trainers.proxy import proxy_steps, run_proxy
 
     cfg = setup["config"]
@@ -458,6 +482,7 @@ def run_search(
             scheduler=scheduler,
             num_samples=config["trials"] + 1,
             max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(name=run_name, storage_path=storage_path, callbacks=[log], verbose=0),
     )

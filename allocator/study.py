@@ -231,7 +231,7 @@ def _run_job(
         tuner = tune.Tuner(
             trainable,
             param_space={"run": tune.grid_search(list(range(len(specs))))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=conc),
+            tune_config=tune.TuneConfig(max_concurrent_trials=conc, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=f"{run_name}-{parent[:8]}",
                 storage_path=str(Path(cfg.storage_path).resolve()),

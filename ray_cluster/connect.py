@@ -32,7 +32,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    passed = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "ALLOCATOR_CACHE_DIR")
+    passed = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "ALLOCATOR_CACHE_DIR", "ALLOCATOR_INJECT_FAULTS")
     env = {k: os.environ[k] for k in passed if k in os.environ}
     if address:
         try:

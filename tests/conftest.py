@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 # before any of these libraries is imported: setting them later has no effect
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "experiments" / "smoke.yaml"
+from .helpers import ROOT, SMOKE, succeeded
+
+__all__ = ["ROOT", "SMOKE", "succeeded"]
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +38,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_cli(cache_dir: Path):
     """Run the installed ``allocator`` command in a folder; returns the CompletedProcess."""
 
-    def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-        env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    def run(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "allocator", *args],
             cwd=cwd,
@@ -52,8 +52,12 @@ def run_cli(cache_dir: Path):
     return run
 
 
-def succeeded(proc: subprocess.CompletedProcess, output: Path) -> dict:
-    """Assert that a CLI run exited 0 (its output tails as the message) and read the
-    JSON it wrote with ``--output``."""
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads(output.read_text())
+@pytest.fixture(scope="session")
+def ray_session(cache_dir: Path):
+    """One local Ray for the tests that run jobs in this process (a job leaves a Ray it did
+    not start running): started like a job starts it, after the model cache is set."""
+    from ray_cluster import connect, disconnect
+
+    started = connect(None, 2)
+    yield
+    disconnect(started)

@@ -112,7 +112,7 @@ def test_cli_optimize_end_to_end(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("sampler", ["random"])
-def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
+def test_python_api(tmp_path, cache_dir, monkeypatch, sampler, ray_session):
     import allocator
 
     monkeypatch.chdir(tmp_path)
@@ -141,7 +141,11 @@ def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
     assert [t["origin"] for t in d["trials"]] == ["baseline: the uniform mixture", f"{sampler} sampler"]
 
     # a warm start from that result (by its MLflow run id): its 2 trials join the Optuna
-    # study, so the growth-curve model proposes the very first searched mixture
+    # study, so the growth-curve model proposes the very first searched mixture; the base
+    # built (or found) by the first run is found in the cache, not built again
+    weights = Path(d["base_model"]["path"]) / "model.safetensors"
+    built = weights.stat().st_mtime_ns
+    lines.clear()
     warm = allocator.optimize(
         SMOKE,
         trials=1,
@@ -155,9 +159,9 @@ def test_python_api(tmp_path, cache_dir, monkeypatch, sampler):
     runs = MlflowClient(warm["mlflow"]["tracking_uri"]).search_runs([warm["mlflow"]["experiment_id"]])
     origins = {r.data.params.get("origin") for r in runs if r.data.tags.get("mlflow.parentRunId")}
     assert warm["best"]["origin"] in origins
-    import ray
-
-    assert not ray.is_initialized(), "optimize must shut down the Ray it started"
+    assert warm["base_model"]["path"] == d["base_model"]["path"] and weights.stat().st_mtime_ns == built
+    assert not any("building the base model" in ln for ln in lines)
+    assert any(ln.startswith("base model: ") for ln in lines)
 
 
 def _free_port():
@@ -238,3 +242,52 @@ def test_a_deleted_experiment_is_a_user_error(tmp_path):
     client.delete_experiment(client.create_experiment("gone"))
     with pytest.raises(UserError, match="experiment 'gone' is deleted"):
         Tracker(uri, "gone")
+
+
+def _faulty(tmp_path, run_cli, fail, trials):
+    """The real CLI with the given trial ordinals (0: the baseline) failing in their worker."""
+    import yaml
+
+    from .helpers import loss_config
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    for k in fail:
+        (faults / f"fail-{k}").touch()
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(loss_config(tmp_path, trials=trials)))
+    env = {"ALLOCATOR_INJECT_FAULTS": str(faults)}
+    return run_cli("optimize", "--config", str(config), "--output", "out.json", cwd=tmp_path, env=env)
+
+
+def test_a_failing_trial_is_failed_everywhere_and_the_best_comes_from_the_rest(tmp_path, run_cli):
+    from .helpers import job_runs
+
+    proc = _faulty(tmp_path, run_cli, fail=[2], trials=3)
+    out = succeeded(proc, tmp_path / "out.json")
+    by_name = {t["name"]: t for t in out["trials"]}
+    assert [t["status"] for t in out["trials"]] == ["FINISHED", "FINISHED", "FAILED", "FINISHED"]
+    failed = by_name["trial-002"]
+    assert failed["status"] == "FAILED" and failed["objective"] is None and "injected fault: trial 2" in failed["error"]
+    finished = [t for t in out["trials"] if t["kind"] == "search" and t["status"] == "FINISHED"]
+    assert out["best"]["name"] in {t["name"] for t in finished}
+    assert out["best"]["objective"] == max(t["objective"] for t in finished)
+    parent, children = job_runs(out["mlflow"]["tracking_uri"], out["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.metrics["failed_trials"] == 1
+    run = children[failed["mlflow_run_id"]]
+    assert run.info.status == "FAILED" and "injected fault" in run.data.tags["allocator.error"]
+    assert {r.info.status for i, r in children.items() if i != failed["mlflow_run_id"]} == {"FINISHED"}
+    assert "FAILED" in proc.stdout
+
+
+def test_when_every_trial_fails_the_job_fails_and_its_parent_run_says_so(tmp_path, run_cli):
+    proc = _faulty(tmp_path, run_cli, fail=range(3), trials=2)
+    assert proc.returncode == 1 and "the uniform baseline trial did not finish" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "out.json").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("allocator").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert parent.info.status == "FAILED"
+    assert len(children) == 3 and {r.info.status for r in children} == {"FAILED"}
+    assert all("injected fault" in r.data.tags["allocator.error"] for r in children)

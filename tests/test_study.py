@@ -15,6 +15,7 @@ from allocator.analysis import analyze, summary_lines
 from allocator.config import StudyConfig
 from allocator.errors import UserError
 from allocator.recommend import recommend
+from allocator.sampler import GrowthCurveSampler, prior_from_study
 from allocator.study import run_specs
 
 from .conftest import succeeded
@@ -92,7 +93,7 @@ def test_analysis_of_synthetic_runs_finds_the_known_dynamics():
     assert a["complexity"]["flat"] == 1.0 and a["complexity"]["sat"] < a["complexity"]["grow"]
     # the joint design sees sat's own data plus the transfer from grow
     assert a["growth"]["joint"]["sat"]["gain"] == pytest.approx(0.6 + 0.5 * 0.6, abs=0.05)
-    json.dumps(result)  # JSON-safe: no inf or NaN
+    json.dumps(result, allow_nan=False)  # JSON-safe: no inf or NaN
     lines = summary_lines(a, abilities)
     assert any(line.split()[:1] == ["sat"] and "saturated" in line for line in lines)
     # a saturation volume far past the grid is not printed as a number
@@ -168,14 +169,18 @@ def test_recommend_errors_are_user_errors(kwargs, message):
         recommend(_result(cfg, abilities, records), **kwargs)
 
 
-def _study_config(tmp_path):
-    cfg = yaml.safe_load(SMOKE.read_text())
-    cfg["suite"]["abilities"] = ["first", "copy", "upper"]
-    cfg["study"] = {"volumes": [0, 8, 32], "seeds": 1, "bootstrap": 20}
-    cfg["budget"] = 60
-    path = tmp_path / "study.yaml"
+def _study_config(tmp_path, **search):
+    """The loss-scored user data (their scores move with the data, unlike the smoke suite's
+    exact matches) on a small grid; one run at a time."""
+    from .helpers import loss_config
+
+    cfg = loss_config(tmp_path, budget=60, study={"volumes": [0, 8, 32], "seeds": 1, "bootstrap": 20}, search=search)
+    path = tmp_path / ("study.yaml" if not search else "search.yaml")
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+ABILITIES = {"arith", "copying", "story"}
 
 
 def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
@@ -186,15 +191,15 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
     out = succeeded(proc, tmp_path / "s.json")
     # 2 positive volumes x (1 joint + 3 isolated) x 1 seed
     assert len(out["runs"]) == 8 and all(r["status"] == "FINISHED" for r in out["runs"])
-    assert {r["name"] for r in out["runs"]} >= {"joint-v8-s0", "isolated-copy-v32-s0"}
+    assert {r["name"] for r in out["runs"]} >= {"joint-v8-s0", "isolated-copying-v32-s0"}
     assert all(len(r["data_hash"]) == 64 for r in out["runs"])
     growth = out["analysis"]["growth"]
-    assert set(growth) == {"joint", "isolated"} and set(growth["isolated"]) == {"first", "copy", "upper"}
+    assert set(growth) == {"joint", "isolated"} and set(growth["isolated"]) == ABILITIES
     for g in growth["isolated"].values():
         assert g["curve"]["model"] in ("loglin", "exp", "power")
         assert g["verdict"] in ("resistant", "saturated", "growing")
         assert len(g["points"]["v"]) == 3  # the base and two volumes, one seed
-    assert set(out["analysis"]["transference"]["matrix"]) == {"first", "copy", "upper"}
+    assert set(out["analysis"]["transference"]["matrix"]) == ABILITIES
     assert "recommendation for 60 examples" in proc.stdout and "isolated design" in proc.stdout
 
     client = MlflowClient(uri)
@@ -254,15 +259,46 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli):
     assert {"confirm.json", "confirm_table.txt"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     # a search warm-started from the study (by run id): its tailored mixture runs right
-    # after the baseline, and the growth-curve sampler fits the study's points
+    # after the baseline, and the growth-curve sampler fits the study's points and uses its
+    # transference matrix. With 5 startup trials, only the study's points let the model
+    # propose the next mixture after two trials; its prediction is the one a model with
+    # those points and that matrix makes, and neither a model without them
     study_run = out["mlflow"]["parent_run_id"]
-    config = str(_study_config(tmp_path))
-    args = ["--config", config, "--budget", "60", "--trials", "1", "--sampler", "growth", "--warm-start", study_run]
+    config = str(_study_config(tmp_path, n_startup_trials=5))
+    args = ["--config", config, "--budget", "60", "--trials", "2", "--sampler", "growth", "--warm-start", study_run]
     opt = run_cli("optimize", *args, "--tracking-uri", uri, "--output", "o.json", cwd=tmp_path)
     o = succeeded(opt, tmp_path / "o.json")
-    assert o["warm_start"]["kind"] == "study" and o["warm_start"]["prior_points"] > 0
-    first = next(t for t in o["trials"] if t["name"] == "trial-001")
+    assert o["warm_start"]["kind"] == "study" and o["warm_start"]["prior_points"] > 0 and o["warm_start"]["transfer"]
+    by_name = {t["name"]: t for t in o["trials"]}
+    first = by_name["trial-001"]
     assert first["origin"] == "warm start: study-tailored" and first["mixture"] == c["recommendation"]["counts"]
+    second = by_name["trial-002"]
+    assert second["origin"].startswith("growth model: predicted"), second["origin"]
+    transfer = out["analysis"]["transference"]["matrix"]
+    assert any(v is not None for row in transfer.values() for v in row.values())
+    prior = prior_from_study(out, "isolated")
+    caps = {a: v["train"] for a, v in o["pool"]["abilities"].items()}
+    seen = [by_name["uniform-baseline"], first]
+
+    def predicted(**kw):
+        model = GrowthCurveSampler({"unit": "examples", "budget": 60, "caps": caps, "max_repeats": 1}, **kw)
+        curves, _ = model.fit([t["mixture"] for t in seen], [t["scores"] for t in seen])
+        return model.predicted_objective(second["mixture"], curves)
+
+    assert second["predicted"] == pytest.approx(predicted(prior=prior, transfer=transfer), abs=1e-9)
+    assert abs(second["predicted"] - predicted(prior=prior)) > 1e-4
+    assert abs(second["predicted"] - predicted(transfer=transfer)) > 1e-4
+
+    # a warm start measured against another base is refused before anything is written
+    other = json.loads((tmp_path / "s.json").read_text())
+    other["base_scores"]["story"]["loss"] += 0.5
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    before = len(client.search_runs([o["mlflow"]["experiment_id"]]))
+    args = ["--config", config, "--budget", "60", "--sampler", "growth", "--warm-start", "other.json"]
+    bad = run_cli("optimize", *args, "--tracking-uri", uri, "--output", "bad.json", cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert "warm start other.json: was measured against a different untrained base" in bad.stderr
+    assert len(client.search_runs([o["mlflow"]["experiment_id"]])) == before and not (tmp_path / "bad.json").exists()
 
 
 def test_cli_study_bad_volumes_is_a_user_error(tmp_path, run_cli):

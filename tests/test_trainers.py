@@ -33,9 +33,12 @@ def _proxy(**kw):
 
 
 def test_base_is_cached_by_recipe(cache_dir, base):
-    again = build_or_load_base(MODEL, PRETRAIN, tok=TOK, threads=1)
+    weights = base.path / "model.safetensors"
+    built = weights.stat().st_mtime_ns
+    said = []
+    again = build_or_load_base(MODEL, PRETRAIN, tok=TOK, threads=1, log=said.append)
     assert again.path == base.path and again.path.parent == cache_dir
-    assert (base.path / "model.safetensors").is_file()
+    assert said == [] and weights.stat().st_mtime_ns == built  # found, not built again
     other = build_or_load_base(MODEL, {**PRETRAIN, "seed": 1}, tok=TOK, threads=1)
     assert other.path != base.path
 

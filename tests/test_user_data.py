@@ -210,6 +210,59 @@ def test_user_data_optimization_end_to_end(tmp_path, run_cli):
     runs = client.search_runs([out["mlflow"]["experiment_id"]])
     hashes = {r.data.params["data_hash"] for r in runs if "data_hash" in r.data.params}
     assert hashes == {t["data_hash"] for t in out["trials"]}
+    _mlflow_holds_what_the_json_says(out, client)
+    _each_count_is_the_longest_prefix_within_its_token_share(out, config, tmp_path)
+
+
+def _mlflow_holds_what_the_json_says(out, client):
+    """Every trial's per-ability scores, raw scores and objective in MLflow are the JSON's, with
+    one history entry per evaluation, and its normalized scores follow from the raw ones and
+    the base's raw scores on the parent run."""
+    parent = client.get_run(out["mlflow"]["parent_run_id"]).data.metrics
+    base = {a: {m: parent[f"base_{m}/{a}"] for m in s} for a, s in out["base_scores"].items()}
+    assert base == out["base_scores"]
+    reports = out["config"]["proxy"]["reports"]
+    for t in out["trials"]:
+        run = client.get_run(t["mlflow_run_id"])
+        m = run.data.metrics
+        assert m["objective"] == pytest.approx(t["objective"], abs=1e-12)
+        for a, metric in out["pool"]["abilities"].items():
+            assert m[f"score/{a}"] == pytest.approx(t["scores"][a], abs=1e-12)
+            assert m[f"loss/{a}"] == pytest.approx(t["losses"][a], abs=1e-12)
+            raw = m[f"{metric['metric']}/{a}"]
+            assert normalized(metric["metric"], raw, base[a][metric["metric"]]) == pytest.approx(t["scores"][a])
+            if metric["metric"] == "exact_match":
+                assert m[f"exact_match/{a}"] == t["exact_match"][a]
+        steps = [h.step for h in client.get_metric_history(run.info.run_id, "objective")]
+        assert len(steps) == reports == t["evaluations"] and steps[-1] == t["steps"]
+
+
+def _each_count_is_the_longest_prefix_within_its_token_share(out, config, tmp_path):
+    """Token budgets end to end: each trial's point (Tune's exact params) splits the budget's
+    tokens by the mixture space's mapping, and each ability's count is the longest prefix of
+    its fixed order whose tokens fit its share."""
+    from allocator.config import load_config
+    from allocator.mixtures import counts_from_point
+    from allocator.optimize import prepare_pools
+
+    pools, _, _ = prepare_pools(load_config(config))
+    lengths = {a: [len(ids) for ids, _ in pools.train[a]] for a in pools.abilities}
+    caps = {a: sum(x) for a, x in lengths.items()}
+    budget = out["config"]["budget"]
+    points = [json.loads(p.read_text()) for p in (tmp_path / "allocator_runs").glob("*/*/params.json")]
+    assert len(points) == len(out["trials"])
+    expected = []
+    for params in points:
+        shares = counts_from_point({a: params[f"u_{a}"] for a in pools.abilities}, budget, caps)
+        counts = {}
+        for a, share in shares.items():
+            n, used = 0, 0
+            while n < len(lengths[a]) and used + lengths[a][n] <= share:
+                used, n = used + lengths[a][n], n + 1
+            counts[a] = n
+        expected.append(counts)
+    key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, expected)) == sorted(key(t["mixture"]) for t in out["trials"])
 
 
 def _optimize_in_process(tmp_path, monkeypatch, capsys, config):
