@@ -48,8 +48,6 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--trials", type=int, metavar="N", help="searched mixtures (the uniform baseline is extra)")
     o.add_argument("--budget", type=int, metavar="N", help="total training examples across abilities")
     o.add_argument("--seed", type=int, metavar="N")
-    o.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
-    o.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     o.add_argument(
         "--sampler", choices=["tpe", "random", "gp", "cmaes", "growth"], help="search.sampler (default: tpe)"
     )
@@ -58,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE|RUN_ID",
         help="seed the search with a study's or an optimization's result (its JSON or MLflow run id)",
     )
-    o.add_argument("--output", metavar="PATH", help="write the result as JSON here")
+    _job_options(o)
     o.set_defaults(func=cmd_optimize)
 
     s = sub.add_parser(
@@ -72,9 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, metavar="N", help="proxy runs per grid point")
     s.add_argument("--volumes", metavar="V,V,...", help="the volume grid, e.g. 0,4,16,64")
     s.add_argument("--budget", type=int, metavar="N", help="budget of the recommendation printed at the end")
-    s.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
-    s.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
-    s.add_argument("--output", metavar="PATH", help="write the result as JSON here")
+    _job_options(s)
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser(
@@ -102,9 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--budget", type=int, metavar="N", help="total training examples (default: the config's)")
     c.add_argument("--seeds", type=int, default=3, metavar="N", help="fresh training seeds per mixture (3)")
     c.add_argument("--design", choices=["isolated", "joint"], help="the study's curves to use (default: isolated)")
-    c.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
-    c.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
-    c.add_argument("--output", metavar="PATH", help="write the result as JSON here")
+    _job_options(c)
     c.set_defaults(func=cmd_confirm)
 
     d = sub.add_parser("data", help="inspect instruction data")
@@ -131,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _job_options(p: argparse.ArgumentParser) -> None:
+    """The flags every job shares: where Ray and MLflow are, where the result goes."""
+    p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    p.add_argument("--output", metavar="PATH", help="write the result as JSON here")
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     from allocator.config import load_config
 
@@ -146,7 +147,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     _check_output(args.output)
     _print_config(cfg)
 
-    from allocator.optimize import optimize
+    from allocator.search.optimize import optimize
 
     result = optimize(cfg)
     _write_result(args.output, result.to_dict())
@@ -156,6 +157,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from allocator.config import load_config
     from allocator.errors import UserError
+    from allocator.report.tables import recommendation_lines
 
     study_over: dict[str, Any] = {}
     if args.seeds is not None:
@@ -173,15 +175,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     _check_output(args.output)
     _print_config(cfg)
 
-    from allocator.recommend import recommend
-    from allocator.study import study
+    from allocator.recommendation import recommend
+    from allocator.studies.study import study
 
     result = study(cfg)
     _write_result(args.output, result.to_dict())
     if cfg.budget > sum(result.caps.values()):
         print(f"(no recommendation: the budget {cfg.budget:,} is more than the pools hold)")
         return 0
-    for line in _recommendation_lines(recommend(result, budget=cfg.budget), cfg.budget):
+    for line in recommendation_lines(recommend(result, budget=cfg.budget), cfg.budget):
         print(line)
     return 0
 
@@ -204,7 +206,7 @@ def _print_config(cfg: Any) -> None:
 
 
 def _write_result(path: str | None, obj: Any) -> None:
-    from allocator.optimize import write_json
+    from allocator.report.results import write_json
 
     if path:
         write_json(path, obj)
@@ -220,34 +222,10 @@ def _check_output(path: str | None) -> None:
             raise UserError(f"--output {path}: folder {out_dir} does not exist")
 
 
-def _recommendation_lines(rec: Any, budget: int) -> list[str]:
-    w = max(10, *(len(a) for a in rec.counts))
-    lines = [f"recommendation for {budget:,} examples ({rec.method}):"]
-    lines.append(f"  {'ability':{w}s} {'count':>7s} {'predicted':>9s} {'[90% CI]':>17s}  rationale")
-    for a, n in rec.counts.items():
-        p = rec.predicted[a]
-        ci = f"[{p['lo']:.3f}, {p['hi']:.3f}]"
-        lines.append(f"  {a:{w}s} {n:7d} {p['score']:9.3f} {ci:>17s}  {rec.rationale[a]}")
-    o = rec.objective
-    lines.append(f"  predicted objective {o['score']:.4f} [{o['lo']:.4f}, {o['hi']:.4f}]")
-    for name, alt in rec.alternatives.items():
-        counts = " ".join(f"{a}={n}" for a, n in alt["counts"].items())
-        said = []
-        if "objective" in alt:
-            ao = alt["objective"]
-            said.append(f"predicted {ao['score']:.4f} [{ao['lo']:.4f}, {ao['hi']:.4f}]")
-        if alt.get("measured") is not None:
-            said.append(f"measured {alt['measured']:.4f}")
-        lines.append(f"  {name}: {', '.join(said)}  {counts}")
-    if rec.extrapolated:
-        lines.append(f"  (beyond the measured volumes, extrapolated: {', '.join(rec.extrapolated)})")
-    return lines
-
-
 def _study_source(source: str, tracking_uri: str | None) -> str:
     """A study's or optimization's JSON path, or the ``study.json`` / ``recommendation.json``
     of an MLflow run (downloaded)."""
-    from allocator.warmstart import result_path
+    from allocator.report.results import result_path
 
     return result_path(source, tracking_uri, ("study.json", "recommendation.json"))
 
@@ -255,13 +233,14 @@ def _study_source(source: str, tracking_uri: str | None) -> str:
 def cmd_recommend(args: argparse.Namespace) -> int:
     import json
 
-    from allocator.recommend import recommend
+    from allocator.recommendation import recommend
+    from allocator.report.tables import recommendation_lines
 
     rec = recommend(_study_source(args.source, args.tracking_uri), budget=args.budget, design=args.design)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2))
     else:
-        for line in _recommendation_lines(rec, args.budget):
+        for line in recommendation_lines(rec, args.budget):
             print(line)
     return 0
 
@@ -269,6 +248,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_confirm(args: argparse.Namespace) -> int:
     from allocator.config import load_config
     from allocator.errors import UserError
+    from allocator.report.tables import recommendation_lines
 
     overrides = _cluster_overrides(args)
     if args.seeds < 1:
@@ -277,8 +257,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     _check_output(args.output)
     budget = args.budget if args.budget is not None else cfg.budget
 
-    from allocator.recommend import recommend
-    from allocator.study import confirm
+    from allocator.recommendation import recommend
+    from allocator.studies.confirm import confirm
 
     rec = recommend(_study_source(args.source, args.tracking_uri), budget=budget, design=args.design)
     # a study's alternatives are allocated at this budget; an optimization's (its uniform
@@ -295,7 +275,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
             f"confirm --from {args.source}: its measured mixtures have {other:,} examples, not {budget:,}: "
             f"confirm at the budget they share (--budget {other})"
         )
-    for line in _recommendation_lines(rec, budget):
+    for line in recommendation_lines(rec, budget):
         print(line, flush=True)
     result = confirm(cfg, mixtures, seeds=args.seeds)
     _write_result(args.output, {**result.to_dict(), "recommendation": rec.to_dict()})
@@ -355,7 +335,7 @@ def _inspect_config(args: argparse.Namespace) -> int:
     import json
 
     from allocator.config import load_config
-    from allocator.optimize import prepare_pools
+    from allocator.data.pools import prepare_pools
 
     cfg = load_config(args.config)
     pools, _, _ = prepare_pools(cfg)

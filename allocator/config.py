@@ -1,20 +1,27 @@
-"""The typed configuration of an optimization.
+"""The typed configuration of every job (optimize, study, confirm).
 
 Every section rejects unknown keys and names the offending field. The defaults
 *are* the embedded default run (``allocator optimize`` with no arguments);
 ``experiments/default.yaml`` spells them out and a test keeps the two equal.
+The model-side sections hand their values down as the trainers' own plain
+dataclasses (``ModelConfig.spec()``, ``PretrainConfig.recipe()``,
+``ProxyConfig.recipe()``): ``trainers`` has no pydantic, and a test keeps the
+fields and defaults of both equal.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from allocator.data.suite import ABILITIES
 from allocator.errors import UserError
-from allocator.suite import ABILITIES
+
+if TYPE_CHECKING:
+    from trainers.config import ModelSpec, PretrainRecipe, ProxyRecipe
 
 __all__ = [
     "DataConfig",
@@ -31,6 +38,7 @@ __all__ = [
     "TrackingConfig",
     "load_config",
     "merge",
+    "resolve_config",
 ]
 
 
@@ -88,7 +96,7 @@ class SourceConfig(_Section):
 
 
 class DataConfig(_Section):
-    """User instruction data instead of the built-in suite (allocator.pools)."""
+    """User instruction data instead of the built-in suite (allocator.data.pools)."""
 
     sources: list[SourceConfig] = Field(min_length=1)
     abilities: list[str] | None = Field(None, description="use only these abilities (default: all in the data)")
@@ -102,7 +110,7 @@ class DataConfig(_Section):
     unresolved: Literal["exclude", "error"] = Field("exclude", description="rows without an ability label")
     max_line_chars: int = Field(1_000_000, gt=0, description="longest JSON line accepted")
     metrics: dict[str, Literal["exact_match", "loss"]] = Field(
-        default_factory=dict, description="ability -> metric (allocator.scoring)"
+        default_factory=dict, description="ability -> metric (allocator.curves.scoring)"
     )
     default_metric: Literal["exact_match", "loss"] = "exact_match"
 
@@ -114,7 +122,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """A Llama-style decoder built from this config (never downloaded)."""
+    """A Llama-style decoder built from this config (never downloaded); trainers.config.ModelSpec."""
 
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(2, gt=0)
@@ -136,9 +144,15 @@ class ModelConfig(_Section):
             )
         return self
 
+    def spec(self) -> ModelSpec:
+        from trainers.config import ModelSpec
+
+        return ModelSpec(**self.model_dump())
+
 
 class PretrainConfig(_Section):
-    """Brief pretraining of the base on generic text (not the abilities), cached."""
+    """Brief pretraining of the base on generic text (not the abilities), cached
+    (trainers.config.PretrainRecipe)."""
 
     steps: int = Field(1200, ge=0)
     batch_size: int = Field(32, gt=0)
@@ -150,9 +164,15 @@ class PretrainConfig(_Section):
     )
     seed: int = 0
 
+    def recipe(self) -> PretrainRecipe:
+        from trainers.config import PretrainRecipe
+
+        return PretrainRecipe(**self.model_dump())
+
 
 class ProxyConfig(_Section):
-    """One trial: a cheap fine-tune of the base on a mixture, then per-ability evaluation."""
+    """One trial: a cheap fine-tune of the base on a mixture, then per-ability evaluation
+    (trainers.config.ProxyRecipe)."""
 
     kind: Literal["lora", "full"] = "lora"
     epochs: float = Field(15.0, gt=0, description="passes over the mixture; steps = ceil(budget*epochs/batch)")
@@ -165,14 +185,19 @@ class ProxyConfig(_Section):
     max_new_tokens: int = Field(12, gt=0)
     threads: int = Field(1, gt=0, description="torch threads inside a trial")
 
+    def recipe(self) -> ProxyRecipe:
+        from trainers.config import ProxyRecipe
+
+        return ProxyRecipe(**self.model_dump())
+
 
 class SearchConfig(_Section):
-    """Ray Tune + Optuna over the mixture space (see allocator.mixtures)."""
+    """Ray Tune + Optuna over the mixture space (see allocator.mixture)."""
 
     sampler: Literal["tpe", "random", "gp", "cmaes", "growth"] = Field(
         "tpe",
         description="Optuna's TPE, random, GP or CMA-ES sampler, or allocator's growth-curve model "
-        "(allocator.sampler.GrowthCurveSampler)",
+        "(allocator.search.sampler.GrowthCurveSampler)",
     )
     n_startup_trials: int = Field(
         4, ge=1, description="finished trials (the uniform baseline included) before the sampler models the space"
@@ -190,7 +215,9 @@ class SearchConfig(_Section):
     grace_period: int = Field(1, ge=1, description="asha: evaluations a trial runs before it can be stopped")
     reduction_factor: float = Field(2.0, ge=2, description="asha: 1 in reduction_factor trials goes on at each rung")
     warm_start: str | None = Field(
-        None, description="a study's or optimization's result JSON or MLflow run id to start from (allocator.warmstart)"
+        None,
+        description="a study's or optimization's result JSON or MLflow run id to start from "
+        "(allocator.search.warmstart)",
     )
     multi_objective: bool = Field(
         False,
@@ -227,7 +254,7 @@ class SearchConfig(_Section):
 
 
 class StudyConfig(_Section):
-    """``allocator study``: proxy runs over a volume grid per ability (allocator.study)."""
+    """``allocator study``: proxy runs over a volume grid per ability (allocator.studies.study)."""
 
     volumes: list[int] = Field(
         default_factory=lambda: [0, 4, 16, 64, 256, 1024],
@@ -414,3 +441,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return OptimizeConfig.model_validate(data)
     except ValidationError as e:
         raise UserError(_format_error(source, e)) from None
+
+
+def resolve_config(config: OptimizeConfig | dict | str | Path | None, overrides: dict[str, Any]) -> OptimizeConfig:
+    """What a job's ``config`` argument names (an ``OptimizeConfig``, a dict of config keys, a
+    YAML path, or ``None`` for the embedded default) with the keyword ``overrides`` applied
+    to its top-level keys (nested sections merged), validated."""
+    if isinstance(config, OptimizeConfig):
+        return load_config(None, merge(config.to_dict(), overrides)) if overrides else config
+    if isinstance(config, dict):
+        return load_config(None, merge(config, overrides))
+    return load_config(config, overrides)

@@ -5,7 +5,7 @@
         [--explore-every 3]
 
 Every trial of a replayed search is a lookup, not a proxy run: the sampler's point is
-mapped to its mixture (allocator.mixtures, the search's own parametrization), and the
+mapped to its mixture (allocator.mixture, the search's own parametrization), and the
 mixture's per-ability scores are read from the landscape in one of two ways:
 
 - ``surrogate`` (default): a neutral surrogate fitted to the measured runs, one
@@ -51,11 +51,12 @@ CHECKPOINTS = (4, 8, 16, 32)
 
 
 def make_sampler(
-    name: str, seed: int, plan: Mapping[str, Any], weights: Mapping[str, float], startup: int, explore_every: int = 3
+    name: str, seed: int, plan: Any, weights: Mapping[str, float], startup: int, explore_every: int = 3
 ) -> Any:
-    from allocator.search import make_sampler as allocator_sampler
+    from allocator.config import SearchConfig
+    from allocator.search.samplers import make_sampler as allocator_sampler
 
-    search = {"sampler": name, "n_startup_trials": startup, "kappa": 1.0, "explore_every": explore_every}
+    search = SearchConfig(sampler=name, n_startup_trials=startup, kappa=1.0, explore_every=explore_every)
     return allocator_sampler(search, seed, plan, weights)
 
 
@@ -98,7 +99,7 @@ def _objective(scores: Mapping[str, np.ndarray], weights: Mapping[str, float]) -
 
 def surrogate_oracle(sur: Surrogate, table: Mapping[str, Any], seed: int = 0) -> tuple[float, dict[str, int]]:
     """The surrogate's maximum over mixtures of the budget under the caps (module doc)."""
-    from allocator.mixtures import counts_from_weights
+    from allocator.mixture import counts_from_weights
 
     ab, budget, caps, w = sur.abilities, int(table["budget"]), table["caps"], table["weights"]
     rng = np.random.default_rng(seed)
@@ -151,12 +152,12 @@ def replay(
     ``surrogate`` when given, else from the nearest measured mixture."""
     import optuna
 
-    from allocator.mixtures import counts_from_point, uniform_point
-    from allocator.sampler import ALLOCATION_ATTR, SCORES_ATTR
+    from allocator.mixture import BudgetPlan, counts_from_point, uniform_point
+    from allocator.search.sampler import ALLOCATION_ATTR, SCORES_ATTR
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     abilities: list[str] = table["abilities"]
-    plan = {"unit": "examples", "budget": table["budget"], "caps": table["caps"], "max_repeats": 1}
+    plan = BudgetPlan("examples", int(table["budget"]), {a: int(n) for a, n in table["caps"].items()})
     entries = table["mixtures"]
     counts = np.array([[e["mixture"][a] for a in abilities] for e in entries], dtype=float)
     sampler = make_sampler(sampler_name, seed, plan, table["weights"], startup, explore_every)
@@ -165,7 +166,7 @@ def replay(
 
     def objective(trial: optuna.Trial) -> float:
         point = {a: trial.suggest_float(f"u_{a}", 0.0, 1.0) for a in abilities}
-        mix = counts_from_point(point, plan["budget"], plan["caps"])
+        mix = counts_from_point(point, plan.budget, plan.caps)
         x = np.array([mix[a] for a in abilities], dtype=float)
         if surrogate is not None:
             scores = {a: float(v[0]) for a, v in surrogate.scores(x).items()}

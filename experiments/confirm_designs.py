@@ -26,7 +26,7 @@ def main() -> int:
 
     import allocator
     from allocator.config import load_config
-    from allocator.study import confirm_lines
+    from allocator.report.tables import confirm_lines
 
     budget = args.budget or load_config(args.config).budget
     study = json.load(open(args.source))

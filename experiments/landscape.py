@@ -5,7 +5,7 @@ with several seeds, saved as a results file that experiments/bench_regret.py rep
         --mixtures 128 --seeds 2 --output experiments/results/landscape_suite.json [--keep DIR]
 
 The mixtures (fixed by ``--seed``): the uniform one, then half drawn from the flat
-Dirichlet (what random search draws: allocator.mixtures), half from a Dirichlet(0.3),
+Dirichlet (what random search draws: allocator.mixture), half from a Dirichlet(0.3),
 which puts most of the budget on a few abilities, so the table also covers the
 simplex's corners and edges. All are split under the pools' caps. They are trained
 by ``allocator.confirm`` (a Ray Tune grid, one MLflow child run each) with training
@@ -30,7 +30,7 @@ import numpy as np
 
 def mixtures(abilities: list[str], caps: dict[str, int], budget: int, n: int, seed: int) -> dict[str, dict[str, int]]:
     """``n`` distinct mixtures of ``budget`` examples (module doc)."""
-    from allocator.mixtures import counts_from_weights, uniform_counts
+    from allocator.mixture import counts_from_weights, uniform_counts
 
     rng = np.random.default_rng(seed)
     out = {"uniform": uniform_counts(abilities, budget, caps)}
@@ -57,7 +57,8 @@ def main() -> int:
 
     import allocator
     from allocator.config import load_config
-    from allocator.optimize import prepare_pools, write_json
+    from allocator.data.pools import prepare_pools
+    from allocator.report.results import write_json
 
     output = Path(args.output).resolve()
     cfg = load_config(args.config)

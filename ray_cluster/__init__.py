@@ -1,6 +1,11 @@
-"""How the driver reaches Ray (a local instance or a cluster) and what a trial asks of it."""
+"""How a job reaches Ray (a local instance or a cluster) and what a trial asks of it.
 
-from ray_cluster.connect import connect, disconnect
+Imports Ray and nothing of ``allocator``: what a cluster must ship to its workers (the
+caller's packages, environment variables) is passed in. Raises ``ClusterError``.
+"""
+
+from ray_cluster.connect import HUB_ENV, connect, disconnect
+from ray_cluster.errors import ClusterError
 from ray_cluster.resources import max_concurrent_trials, trial_resources
 
-__all__ = ["connect", "disconnect", "max_concurrent_trials", "trial_resources"]
+__all__ = ["HUB_ENV", "ClusterError", "connect", "disconnect", "max_concurrent_trials", "trial_resources"]

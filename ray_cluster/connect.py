@@ -3,50 +3,60 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from types import ModuleType
 
-from allocator.errors import UserError, first_line
+from ray_cluster.errors import ClusterError
 
-__all__ = ["connect", "disconnect"]
+__all__ = ["HUB_ENV", "connect", "disconnect"]
 
-
-def _project_modules() -> list[Any]:
-    import allocator
-    import ray_cluster
-    import trainers
-
-    return [allocator, trainers, ray_cluster]
+# what a worker needs to behave like the driver with the Hugging Face libraries (offline mode
+# is read at their import: a worker must get it from its environment)
+HUB_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def connect(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    *,
+    py_modules: Sequence[ModuleType] = (),
+    env_vars: Sequence[str] = HUB_ENV,
+) -> bool:
     """Make Ray available to this process; return True when this call started it.
 
-    Locally Ray runs without its dashboard. Ray 2.60's core servers (GCS, raylet,
+    Locally Ray starts a new instance of its own, without its dashboard. Ray 2.60's core servers (GCS, raylet,
     workers) listen on the machine's address whatever node IP is asked for
     (``ray.init`` rewrites 127.0.0.1 to a reachable IP), so they are protected by
     Ray's token authentication, which is on by default and left on here. Joining a
-    cluster ships this project's packages to its workers (``py_modules``), so the
-    cluster only needs the same third-party packages installed.
+    cluster ships ``py_modules`` (the caller's own packages) to its workers, so the
+    cluster only needs the same third-party packages installed. The environment
+    variables named in ``env_vars`` reach the workers with the values they have here.
     """
     import ray
 
     if ray.is_initialized():
         return False
-    passed = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "ALLOCATOR_CACHE_DIR", "ALLOCATOR_INJECT_FAULTS")
-    env = {k: os.environ[k] for k in passed if k in os.environ}
+    env = {k: os.environ[k] for k in env_vars if k in os.environ}
     if address:
         try:
             ray.init(
                 address=address,
-                runtime_env={"py_modules": _project_modules(), "env_vars": env},
+                runtime_env={"py_modules": list(py_modules), "env_vars": env},
                 log_to_driver=False,
                 configure_logging=False,
             )
         except (ConnectionError, RuntimeError, ValueError) as e:
-            first = first_line(e)
-            raise UserError(f"--ray-address {address}: cannot join the Ray cluster: {first}") from None
+            raise ClusterError(f"--ray-address {address}: cannot join the Ray cluster: {_first_line(e)}") from None
         return True
     ray.init(
+        # "local": a new instance, never a cluster that `ray start` left on this machine (which
+        # ray.init() without an address joins) nor RAY_ADDRESS's: joining is --ray-address's job
+        address="local",
         num_cpus=num_cpus,
         include_dashboard=False,
         runtime_env={"env_vars": env} if env else None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ray_cluster.errors import ClusterError
+
 __all__ = ["max_concurrent_trials", "trial_resources"]
 
 
@@ -24,7 +26,5 @@ def max_concurrent_trials(cluster: dict[str, float], cpus: float, gpus: float, l
     if fit < 1:
         need = f"{cpus} CPU" + (f" and {gpus} GPU" if gpus else "")
         have = f"{cluster.get('CPU', 0)} CPU" + (f" and {cluster.get('GPU', 0)} GPU" if gpus else "")
-        from allocator.errors import UserError
-
-        raise UserError(f"resources: a trial needs {need}, the Ray cluster has {have}")
+        raise ClusterError(f"resources: a trial needs {need}, the Ray cluster has {have}")
     return min(fit, limit) if limit else fit

@@ -21,10 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, SMOKE, succeeded
-
-__all__ = ["ROOT", "SMOKE", "succeeded"]
-
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -50,6 +46,26 @@ def run_cli(cache_dir: Path):
         )
 
     return run
+
+
+@pytest.fixture
+def call_cli(cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """The CLI's own entry point (``allocator.cli.main``) in this process, for commands that
+    start no Ray job (recommend, user errors): the same code as ``run_cli`` without a new
+    interpreter's imports. Returns a CompletedProcess like ``run_cli``."""
+    from allocator.cli import main
+
+    def call(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own errors
+            code = int(e.code or 0)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return call
 
 
 @pytest.fixture(scope="session")

@@ -107,3 +107,131 @@ def job_runs(uri: str, parent_id: str) -> tuple[Any, dict[str, Any]]:
     parent = client.get_run(parent_id)
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
     return parent, {r.info.run_id: r for r in children}
+
+
+# a synthetic study's truth: "sat" saturates fast, "grow" grows log-linearly, "flat" resists;
+# training on "grow" alone gives "sat" half of what its own data would
+def _truth() -> dict[str, Any]:
+    import numpy as np
+
+    return {
+        "sat": lambda v: 0.6 * (1 - np.exp(-v / 6)),
+        "grow": lambda v: 0.06 * np.log2(1 + v),
+        "flat": lambda v: 0.0 * v,
+    }
+
+
+SYNTHETIC_TRANSFER = {("sat", "grow"): 0.5}
+SYNTHETIC_VOLUMES = [0, 4, 16, 64, 256]
+
+
+def synthetic_study(seeds: int = 3, sd: float = 0.01) -> tuple[Any, list[str], list[dict[str, Any]]]:
+    """``(study config, abilities, run records)`` of a study of the synthetic truth above,
+    with Gaussian noise of ``sd`` on every score."""
+    import numpy as np
+
+    from allocator.config import StudyConfig
+    from allocator.studies.specs import run_specs
+
+    truth = _truth()
+    rng = np.random.default_rng(0)
+    abilities = list(truth)
+    cfg = StudyConfig(volumes=SYNTHETIC_VOLUMES, seeds=seeds, bootstrap=40)
+    records = []
+    for spec in run_specs(cfg, abilities, dict.fromkeys(abilities, 1000), 0):
+        scores = {}
+        for a in abilities:
+            own = truth[a](spec.mixture[a])
+            others = sum(SYNTHETIC_TRANSFER.get((a, b), 0.0) * truth[a](spec.mixture[b]) for b in abilities if b != a)
+            scores[a] = float(own + others + rng.normal(0, sd))
+        records.append({**spec.to_dict(), "scores": scores, "status": "FINISHED"})
+    return cfg, abilities, records
+
+
+def study_result(cfg: Any, abilities: list[str], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts of a study result that ``recommend`` reads, from synthetic runs."""
+    from allocator.studies.analysis import analyze
+
+    return {
+        "abilities": abilities,
+        "weights": dict.fromkeys(abilities, 1.0),
+        "caps": dict.fromkeys(abilities, 1000),
+        "analysis": analyze(records, abilities, cfg, seeds=cfg.seeds),
+    }
+
+
+# a synthetic mixture landscape with known saturating curves (fast, slow, capped low, nearly
+# linear) for the growth-curve model and sampler; a search of it at BUDGET examples
+GAIN = {"a": 0.9, "b": 0.8, "c": 0.3, "d": 0.7}
+SCALE = {"a": 30.0, "b": 300.0, "c": 50.0, "d": 2000.0}
+BUDGET = 800
+CAPS = {a: 600 for a in GAIN}
+
+
+def true_score(a: str, n: float) -> float:
+    import math
+
+    return GAIN[a] * (1.0 - math.exp(-n / SCALE[a]))
+
+
+def true_objective(counts: dict[str, float]) -> float:
+    return sum(true_score(a, counts[a]) for a in GAIN) / len(GAIN)
+
+
+def greedy_optimum(budget: int, caps: dict[str, int]) -> dict[str, int]:
+    """The landscape's optimum by another method than the one under test: the curves are
+    concave and separable, so handing out one example at a time to the largest marginal gain
+    is exact."""
+    counts = dict.fromkeys(GAIN, 0)
+    for _ in range(budget):
+        a = max(
+            (a for a in GAIN if counts[a] < caps[a]),
+            key=lambda a: true_score(a, counts[a] + 1) - true_score(a, counts[a]),
+        )
+        counts[a] += 1
+    return counts
+
+
+# a threshold landscape: two abilities that saturate early, and one (t) that scores nothing
+# below 400 examples and nearly everything from there (what a tiny proxy does with copying)
+STEP = {"a": 30.0, "b": 60.0}
+
+
+def step_scores(counts: dict[str, float]) -> dict[str, float]:
+    import math
+
+    scores = {a: 0.95 * (1.0 - math.exp(-counts[a] / s)) for a, s in STEP.items()}
+    return {**scores, "t": 0.9 if counts["t"] >= 400 else 0.0}
+
+
+def synthetic_tune_trial(config: dict) -> None:
+    """A Ray Tune trainable that reports like the proxy's trial does (two evaluations, the
+    first at half the steps and half the score) on the synthetic landscape's truth."""
+    from ray import tune
+
+    from allocator.mixture import counts_from_point
+
+    counts = counts_from_point({a: config[f"u_{a}"] for a in GAIN}, BUDGET, CAPS)
+    scores = {a: true_score(a, counts[a]) for a in GAIN}
+    for step, part in ((5, 0.5), (10, 1.0)):
+        metrics = {f"score/{a}": part * s for a, s in scores.items()}
+        metrics.update({f"loss/{a}": 1.0 - part * s for a, s in scores.items()})
+        objective = part * sum(scores.values()) / len(scores)
+        tune.report({"step": step, "steps_total": 10, "objective": objective, **metrics})
+
+
+def scored_search(sampler: Any, first: list[dict[str, float]]) -> Any:
+    """The search's Optuna searcher over the synthetic landscape's mixture space, as a search
+    builds it: two evaluations a trial, the points ``first`` (``{ability: u}``) tried first."""
+    from allocator.search.extensions import ScoredOptunaSearch
+    from allocator.search.sampler import SCORES_ATTR
+
+    return ScoredOptunaSearch(
+        list(GAIN),
+        2,
+        scores_attr=SCORES_ATTR,
+        metric="objective",
+        mode="max",
+        sampler=sampler,
+        points_to_evaluate=[{f"u_{a}": u for a, u in p.items()} for p in first],
+    )

@@ -2,6 +2,8 @@
 
 import pytest
 
+from .helpers import SMOKE
+
 
 def _assert_user_error(proc, *needles, cwd):
     assert proc.returncode == 2, proc.stderr
@@ -40,12 +42,13 @@ def test_negative_budget_flag(tmp_path, run_cli):
 
 
 def test_budget_beyond_the_pool(tmp_path, run_cli):
-    proc = run_cli("optimize", "--budget", "1000000", cwd=tmp_path)
-    _assert_user_error(proc, "budget", "1,000,000", "the pool holds", cwd=tmp_path)
+    # the smoke config's small pool: the check is the same, the pool is built in a second
+    proc = run_cli("optimize", "--config", str(SMOKE), "--budget", "1000000", cwd=tmp_path)
+    _assert_user_error(proc, "budget", "1,000,000", "the pool holds 700", cwd=tmp_path)
 
 
 def test_unusable_tracking_uri(tmp_path, run_cli):
-    proc = run_cli("optimize", "--tracking-uri", "ftp://x", cwd=tmp_path)
+    proc = run_cli("optimize", "--config", str(SMOKE), "--tracking-uri", "ftp://x", cwd=tmp_path)
     _assert_user_error(proc, "--tracking-uri ftp://x", cwd=tmp_path)
 
 

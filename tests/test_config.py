@@ -96,3 +96,23 @@ def test_objective_weights_default_equal_and_partial_weights_zero_the_rest():
 def test_resolved_config_round_trips_through_yaml():
     cfg = OptimizeConfig()
     assert load_config(None, yaml.safe_load(yaml.safe_dump(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("section", "plain"),
+    [("ModelConfig", "ModelSpec"), ("PretrainConfig", "PretrainRecipe"), ("ProxyConfig", "ProxyRecipe")],
+)
+def test_the_model_side_sections_and_the_trainers_dataclasses_agree(section, plain):
+    # the trainers have no pydantic: their dataclasses must hold the same fields and defaults
+    import dataclasses
+
+    import allocator.config as config
+    import trainers
+
+    validated, dataclass = getattr(config, section), getattr(trainers, plain)
+    fields = {f.name: f.default for f in dataclasses.fields(dataclass)}
+    assert fields == {name: f.default for name, f in validated.model_fields.items()}
+    made = validated().spec() if section == "ModelConfig" else validated().recipe()
+    assert made == dataclass() and isinstance(made, dataclass)
+    with pytest.raises(trainers.TrainerError, match="unknown field 'colour'"):
+        dataclass.from_dict({"colour": 1})

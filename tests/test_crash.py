@@ -5,12 +5,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+from .helpers import SMOKE
 
 
 def _start(tmp_path, cache_dir, trials):

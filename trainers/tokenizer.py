@@ -36,6 +36,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
+from trainers.errors import TrainerError
+
 __all__ = [
     "BOS",
     "EOS",
@@ -140,10 +142,8 @@ class HFTokenizer:
     """A Hugging Face fast tokenizer with this project's template rules (module doc)."""
 
     def __init__(self, tok: Any, name: str) -> None:
-        from allocator.errors import UserError
-
         if tok.eos_token_id is None:
-            raise UserError(f"tokenizer {name}: has no eos_token (needed to end assistant turns)")
+            raise TrainerError(f"tokenizer {name}: has no eos_token (needed to end assistant turns)")
         self.tok, self.name = tok, name
         self.eos_id: int = tok.eos_token_id
         self.bos_id: int | None = tok.bos_token_id
@@ -170,18 +170,14 @@ class HFTokenizer:
         return {self.eos_id, *self.tok.all_special_ids} - {self.pad_id} | {self.eos_id}
 
     def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-        from allocator.errors import UserError
-
         try:
             return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
         except Exception as e:  # a template raising on a conversation is a property of the user's template
-            raise UserError(f"tokenizer {self.name}: its chat template failed: {str(e).splitlines()[0]}") from None
+            raise TrainerError(f"tokenizer {self.name}: its chat template failed: {str(e).splitlines()[0]}") from None
 
     def encode_turns(self, turns: Sequence[Any]) -> tuple[list[int], list[int]]:
         if self.chat_template is None:
             return _default_template(self, turns)
-        from allocator.errors import UserError
-
         msgs = [{"role": t.role, "content": t.content} for t in turns]
         full = self._render(msgs, False)
         spans = []
@@ -191,7 +187,7 @@ class HFTokenizer:
             start_text = self._render(msgs[:i], True)
             end_text = self._render(msgs[: i + 1], False)
             if not (full.startswith(start_text) and full.startswith(end_text)) or len(start_text) > len(end_text):
-                raise UserError(
+                raise TrainerError(
                     f"tokenizer {self.name}: its chat template does not render a conversation's prefixes as "
                     "prefixes of the whole, so the assistant tokens cannot be located (use a tokenizer without "
                     "a chat template for the default template)"
@@ -285,19 +281,17 @@ def train_bpe(texts: Iterable[str], vocab_size: int, name: str = "bpe") -> HFTok
 
 def load_tokenizer_dir(path: str, *, trust_remote_code: bool = False) -> HFTokenizer:
     """A tokenizer saved in a local folder; never a hub download."""
-    from allocator.errors import UserError
-
     p = Path(path)
     if not p.is_dir():
-        raise UserError(f"model.tokenizer: {path}: not 'char', 'bpe' or a local tokenizer folder")
+        raise TrainerError(f"model.tokenizer: {path}: not 'char', 'bpe' or a local tokenizer folder")
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as e:
-        raise UserError(f"model.tokenizer: {path}: cannot load a tokenizer: {str(e).splitlines()[0]}") from None
+        raise TrainerError(f"model.tokenizer: {path}: cannot load a tokenizer: {str(e).splitlines()[0]}") from None
     if not getattr(tok, "is_fast", False):
-        raise UserError(f"model.tokenizer: {path}: a fast tokenizer (tokenizer.json) is required")
+        raise TrainerError(f"model.tokenizer: {path}: a fast tokenizer (tokenizer.json) is required")
     return HFTokenizer(tok, str(p))
 
 

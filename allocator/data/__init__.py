@@ -1,4 +1,9 @@
-"""User instruction data: sources, formats, abilities (issue 3, first part).
+"""1. Config -> pool: instruction data, by ability.
+
+This module reads user data (sources, formats, abilities); ``suite`` generates the
+built-in ability suite (the embedded default); ``pools`` turns either into the tokenized
+pools a job allocates from (``prepare_pools``: read, split, tokenize, drop what cannot be
+used), with the budget plan (allocator.mixture) a search allocates under.
 
 ``load_source`` reads one source (``allocator.data._read``), normalizes each row
 to turns (``allocator.data._formats``) and resolves its ability:

@@ -1,0 +1,336 @@
+"""The ability pools an optimization reads: from the built-in suite or user data, tokenized once.
+
+``load_records(cfg)`` gives each ability's training order and held-out set as
+records with ``turns`` (the suite, or ``cfg.data``'s sources through
+``allocator.data``). ``encode_pools`` tokenizes them with the model's tokenizer
+and template, applies the truncation rule, and drops what cannot be used:
+
+- a training example that truncation leaves with no loss token is removed from
+  the ability's order (before any trial, so counts and budgets are exact) and
+  counted in the summary as ``truncated_away``;
+- a held-out example is ``unscorable`` when truncation cuts into its last
+  assistant turn (the reference): it is left out of evaluation and counted.
+
+The driver does this once (``prepare_pools``: read, split, build or load the
+tokenizer, encode); trials receive token ids, never files. The summary
+(``Pools.summary``) is what ``allocator data inspect --config`` prints and what
+the MLflow parent run of every job stores as ``pool.json``. ``Pools.plan`` is the
+budget plan (allocator.mixture) a search allocates under.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from allocator.config import OptimizeConfig
+from allocator.data import DataError, by_ability, content_hash, detect_format, load_source, split_pools
+from allocator.data.suite import build_suite
+from allocator.errors import UserError
+from allocator.mixture.plan import BudgetPlan
+from trainers.errors import TrainerError
+from trainers.evaluation import HeldoutItem
+from trainers.tokenizer import encode_many, prompt_length, truncate
+
+__all__ = ["Pools", "RawPools", "corpus", "encode_pools", "load_records", "prepare_pools", "trainer_errors"]
+
+DEFAULT_HELDOUT = 100
+
+
+@dataclass
+class RawPools:
+    """Records per ability before tokenization: training order and held-out set."""
+
+    train: dict[str, list[Any]]
+    heldout: dict[str, list[Any]]
+    metrics: dict[str, str]
+    info: dict[str, dict[str, Any]]  # ability -> examples, duplicates_removed
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows, at loading
+    dropped_rows: dict[str, list[str]] = field(default_factory=dict)  # reason -> first "file:row"
+    sources: list[str] = field(default_factory=list)
+
+
+def _suite_records(cfg: OptimizeConfig) -> RawPools:
+    s = cfg.suite
+    suite = build_suite(s.abilities, seed=s.seed, pool_size=s.pool_size, heldout_size=s.heldout_size)
+    return RawPools(
+        train={a: list(x) for a, x in suite.train.items()},
+        heldout={a: list(x) for a, x in suite.heldout.items()},
+        metrics=dict.fromkeys(suite.abilities, "exact_match"),
+        info={
+            a: {"examples": len(suite.train[a]) + len(suite.heldout[a]), "duplicates_removed": 0} for a in suite.train
+        },
+        sources=["built-in suite"],
+    )
+
+
+def _data_records(cfg: OptimizeConfig) -> RawPools:
+    data = cfg.data
+    assert data is not None
+    train, heldout = [], []
+    dropped: Counter[str] = Counter()
+    dropped_rows: dict[str, list[str]] = {}
+    for src in data.sources:
+        where = src.location
+        fmt = src.format or detect_format(where)
+        loaded = load_source(
+            where,
+            format=fmt,
+            columns=src.columns,
+            tags=src.tags,
+            ability=src.ability,
+            ability_field=src.ability_field,
+            ability_map=src.ability_map,
+            unresolved=data.unresolved,
+            empty=src.empty,
+            max_line_chars=data.max_line_chars,
+        )
+        (heldout if src.split == "heldout" else train).extend(loaded.records)
+        for reason, n in loaded.dropped.items():
+            dropped[reason] += n
+            dropped_rows.setdefault(reason, []).extend(f"{where}:{r}" for r in loaded.dropped_rows[reason])
+    groups, given = by_ability(train), by_ability(heldout)
+    for a in given:
+        if a not in groups:
+            raise DataError(f"ability '{a}': has held-out data (split: heldout) but no training examples")
+    if data.abilities is not None:
+        for a in data.abilities:
+            if a not in groups:
+                raise DataError(f"data.abilities: '{a}' does not occur in the data (present: {', '.join(groups)})")
+        for a in list(groups):
+            if a not in data.abilities:
+                dropped["ability not in data.abilities"] += len(groups.pop(a))
+                given.pop(a, None)
+    for a in data.metrics:
+        if a not in groups:
+            raise DataError(f"data.metrics: ability '{a}' does not occur in the data (present: {', '.join(groups)})")
+    if len(groups) < 2:
+        raise DataError(f"data: {len(groups)} abilit{'y' if len(groups) == 1 else 'ies'} found; a mixture needs 2")
+    size = data.heldout_size if data.heldout_fraction is None else None
+    pools = split_pools(
+        groups,
+        seed=data.seed,
+        heldout_size=size if size is not None or data.heldout_fraction is not None else DEFAULT_HELDOUT,
+        heldout_fraction=data.heldout_fraction,
+        given_heldout=given,
+    )
+    cap = data.max_train_per_ability
+    return RawPools(
+        train={a: list(p.train[:cap]) for a, p in pools.items()},
+        heldout={a: list(p.heldout) for a, p in pools.items()},
+        metrics={a: data.metrics.get(a, data.default_metric) for a in pools},
+        info={a: {"examples": len(groups[a]), "duplicates_removed": p.duplicates_removed} for a, p in pools.items()},
+        dropped=dict(dropped),
+        dropped_rows={k: v[:5] for k, v in dropped_rows.items()},
+        sources=[s.location for s in data.sources],
+    )
+
+
+def load_records(cfg: OptimizeConfig) -> RawPools:
+    """Read and split the pool: ``cfg.data`` when given, else the built-in suite."""
+    return _suite_records(cfg) if cfg.data is None else _data_records(cfg)
+
+
+def corpus(cfg: OptimizeConfig, raw: RawPools) -> tuple[list[str] | None, list[str] | None, str]:
+    """``(tokenizer texts, pretraining documents, digest)`` for the base; ``None`` means generic
+    prose. With ``pretrain.corpus: data`` the documents are the system and user turns of
+    the training pools (never responses or held-out examples), in a seeded order."""
+    if cfg.pretrain.corpus == "generic":
+        return None, None, "generic"
+    records = [r for a in sorted(raw.train) for r in raw.train[a]]
+    digest = content_hash(records)
+    texts = ["\n".join(t.content for t in r.turns) for r in records]
+    docs = ["\n".join(t.content for t in r.turns if t.role != "assistant") for r in records]
+    random.Random(cfg.pretrain.seed).shuffle(docs)
+    return texts, docs, f"data-{digest[:16]}"
+
+
+def _quantiles(xs: Sequence[int]) -> dict[str, int]:
+    s = sorted(xs)
+    if not s:
+        return {}
+    return {f"p{q}": s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))] for q in (10, 50, 90, 100)}
+
+
+@dataclass
+class Pools:
+    """Tokenized pools: what the search allocates from and trials train and score on."""
+
+    abilities: list[str]
+    records: dict[str, list[Any]]  # training order, trainable examples only
+    train: dict[str, list[tuple[list[int], list[int]]]]  # the same order, tokenized and truncated
+    heldout: dict[str, list[HeldoutItem]]
+    metrics: dict[str, str]
+    max_new: dict[str, int]  # generation limit per exact-match ability
+    max_repeats: int
+    summary: dict[str, Any]
+
+    def lengths(self, ability: str) -> list[int]:
+        return [len(ids) for ids, _ in self.train[ability]]
+
+    def plan(self, unit: str, budget: int) -> BudgetPlan:
+        """The budget plan a search allocates under; a budget the pool cannot fill (with
+        ``max_repeats``) is a ``UserError``."""
+        if unit == "examples":
+            caps = {a: len(self.train[a]) * self.max_repeats for a in self.abilities}
+        else:
+            caps = {a: sum(self.lengths(a)) * self.max_repeats for a in self.abilities}
+        if budget > sum(caps.values()):
+            raise UserError(
+                f"budget: {budget:,} {unit} asked for, the pool holds {sum(caps.values()):,} with max_repeats "
+                f"{self.max_repeats} ({', '.join(f'{a}={n:,}' for a, n in caps.items())})"
+            )
+        lengths = {a: self.lengths(a) for a in self.abilities} if unit == "tokens" else None
+        return BudgetPlan(unit, budget, caps, self.max_repeats, lengths=lengths)  # type: ignore[arg-type]
+
+    def shipped(self, plan: BudgetPlan) -> dict[str, list[tuple[list[int], list[int]]]]:
+        """The prefix of each ability's order that any allocation under ``plan`` can reach
+        (the whole order when a count may cycle through it): what a search's trials receive."""
+        out = {}
+        for a in self.abilities:
+            xs = self.train[a]
+            if plan.unit == "examples":
+                n = min(len(xs), plan.budget)
+            else:
+                n, used = 0, 0
+                while n < len(xs) and used < plan.budget:
+                    used += len(xs[n][0])
+                    n += 1
+            out[a] = xs[:n]
+        return out
+
+    def prefixes(self, most: dict[str, int]) -> dict[str, list[tuple[list[int], list[int]]]]:
+        """The first ``most[a]`` examples of each ability's order (a count cycles only past
+        its pool's end): what the trials of a fixed grid of mixtures receive."""
+        return {a: self.train[a][: most[a]] for a in self.abilities}
+
+    def data_hash(self, mixture: dict[str, int]) -> str:
+        """Content hash of the exact examples a mixture trains on (nested, cycled)."""
+        h = hashlib.sha256()
+        for a in self.abilities:
+            xs = self.records[a]
+            full, part = divmod(mixture.get(a, 0), len(xs))
+            h.update(content_hash(list(xs) * full + list(xs[:part])).encode())
+        return h.hexdigest()
+
+
+def _heldout_item(record: Any, ids: list[int], mask: list[int], max_length: int, side: str) -> HeldoutItem | None:
+    cut = truncate(ids, mask, max_length, side)  # type: ignore[arg-type]
+    if cut is None:
+        return None
+    start, full_start = prompt_length(cut[1]), prompt_length(mask)
+    # the whole reference (last assistant turn) must survive truncation, or it cannot be scored
+    if cut[0][start:] != ids[full_start:]:
+        return None
+    reference = next(t.content for t in reversed(record.turns) if t.role == "assistant")
+    return HeldoutItem(ids=cut[0], mask=cut[1], prompt=start, reference=reference)
+
+
+def encode_pools(
+    raw: RawPools, tok: Any, *, max_length: int, truncation: str, max_new_tokens: int, max_repeats: int
+) -> Pools:
+    """Tokenize, truncate and drop (module doc); an ability left with no training example
+    or no scorable held-out example is a ``DataError``."""
+    records: dict[str, list[Any]] = {}
+    train: dict[str, list[tuple[list[int], list[int]]]] = {}
+    heldout: dict[str, list[HeldoutItem]] = {}
+    max_new: dict[str, int] = {}
+    abilities: dict[str, dict[str, Any]] = {}
+    fix = "raise model.max_length, or use model.truncation: left"
+    for a in raw.train:  # the suite's configured order, or data abilities by name
+        enc = encode_many(tok, [r.turns for r in raw.train[a]])
+        cuts = [truncate(ids, m, max_length, truncation) for ids, m in enc]  # type: ignore[arg-type]
+        records[a] = [r for r, c in zip(raw.train[a], cuts, strict=True) if c is not None]
+        train[a] = [c for c in cuts if c is not None]
+        if not train[a]:
+            raise DataError(
+                f"ability '{a}': every training example loses its response to truncation at "
+                f"model.max_length {max_length} ({fix})"
+            )
+        held = [
+            _heldout_item(r, ids, m, max_length, truncation)
+            for r, (ids, m) in zip(raw.heldout[a], encode_many(tok, [r.turns for r in raw.heldout[a]]), strict=True)
+        ]
+        heldout[a] = [h for h in held if h is not None]
+        if not heldout[a]:
+            raise DataError(
+                f"ability '{a}': no held-out example keeps its whole reference at model.max_length {max_length} ({fix})"
+            )
+        # room for the longest reference and its end token, never more than configured
+        max_new[a] = min(max_new_tokens, max(len(h.ids) - h.prompt for h in heldout[a]))
+        abilities[a] = {
+            **raw.info[a],
+            "heldout": len(heldout[a]),
+            "train": len(train[a]),
+            "truncated_away": len(cuts) - len(train[a]),
+            "heldout_unscorable": len(held) - len(heldout[a]),
+            "metric": raw.metrics[a],
+            "tokens": _quantiles([len(ids) for ids, _ in enc]),
+            "train_tokens": sum(len(ids) for ids, _ in train[a]),
+        }
+    summary = {
+        "sources": raw.sources,
+        "tokenizer": tok.spec().get("name", "char"),
+        "max_length": max_length,
+        "truncation": truncation,
+        "abilities": abilities,
+        "dropped": raw.dropped,
+        "dropped_rows": raw.dropped_rows,
+    }
+    return Pools(
+        abilities=list(records),
+        records=records,
+        train=train,
+        heldout=heldout,
+        metrics={a: raw.metrics[a] for a in records},
+        max_new=max_new,
+        max_repeats=max_repeats,
+        summary=summary,
+    )
+
+
+@contextmanager
+def trainer_errors() -> Iterator[None]:
+    """The trainers' bad-input errors (a tokenizer folder, a chat template) as user errors."""
+    try:
+        yield
+    except TrainerError as e:
+        raise UserError(str(e)) from None
+
+
+def prepare_pools(cfg: OptimizeConfig, log: Callable[[str], None] | None = None) -> tuple[Pools, Any, Any]:
+    """Read, split and tokenize the pool: ``(pools, tokenizer, corpus)``, where ``corpus`` is
+    ``(pretraining documents or None, digest)`` for the base."""
+    from trainers.corpus import generic_documents
+    from trainers.pretrain import build_or_load_tokenizer
+
+    raw = load_records(cfg)
+    texts, docs, digest = corpus(cfg, raw)
+    if texts is None:  # generic prose: the tokenizer (if trained) reads a sample of it
+        pre = cfg.pretrain
+
+        def texts_fn() -> list[str]:
+            return generic_documents(2_000_000, seed=pre.seed, echo=pre.echo)
+    else:
+
+        def texts_fn() -> list[str]:
+            return texts
+
+    if cfg.model.tokenizer == "bpe" and log is not None:
+        log(f"tokenizer: byte-level BPE, {cfg.model.vocab_size} tokens, trained on the {digest} corpus (cached)")
+    with trainer_errors():
+        tok = build_or_load_tokenizer(cfg.model.spec(), texts_fn, digest)
+        pools = encode_pools(
+            raw,
+            tok,
+            max_length=cfg.model.max_length,
+            truncation=cfg.model.truncation,
+            max_new_tokens=cfg.proxy.max_new_tokens,
+            max_repeats=cfg.data.max_repeats if cfg.data is not None else 1,
+        )
+    return pools, tok, (docs, digest)

@@ -1,0 +1,7 @@
+"""The jobs "study" and "confirm": fixed grids of proxy runs on the runner.
+
+``specs`` builds the grids (a study's volumes x designs x seeds, a confirmation's mixtures x
+seeds) and the grid job both share; ``study`` measures each ability's growth and
+``analysis`` fits the curves, transference and complexity; ``confirm`` trains named
+mixtures afresh. The public entry points are ``allocator.study`` and ``allocator.confirm``.
+"""

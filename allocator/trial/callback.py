@@ -1,0 +1,102 @@
+"""The one Tune callback: on the driver, trial events become MLflow runs and trial records.
+
+The driver alone writes to MLflow, from this callback, as results arrive: a trial's child
+run opens when it starts, gets its metrics at each evaluation, and ends with its true status
+the moment it ends, whatever happens to the driver afterwards (tests/test_crash.py kills
+it). Tune's own copy under ``storage_path`` is synced later and may lag behind a crash.
+Which trial is which (its name, kind, mixture, MLflow params) and the line printed when it
+ends are the job's: ``TrialLog`` takes them as two functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from allocator.report.tracking import Tracker
+from allocator.trial.record import Status, TrialRecord
+
+__all__ = ["Opener", "TrialLog", "trial_error_line"]
+
+# a Tune trial -> its record (name, kind, mixture, and for a search its origin) and its MLflow params
+Opener = Callable[[Any], tuple[TrialRecord, dict[str, Any]]]
+_PER_ABILITY = ("score/", "exact_match/", "loss/")  # the metric names a trial reports, per ability
+
+
+def trial_error_line(trial: Any) -> str:
+    """The last line of a failed trial's traceback, which names the exception."""
+    # Tune writes the worker's traceback to the trial's local error file before
+    # calling back; the copy in storage (trial.get_error) may not be synced yet
+    path = trial.error_file
+    text = Path(path).read_text(errors="replace").strip() if path and Path(path).is_file() else ""
+    return text.splitlines()[-1] if text else "the trial raised an error (see Ray's logs)"
+
+
+class TrialLog(tune.Callback):
+    """Driver side: one MLflow child run per trial, one printed line per ended trial.
+    ``reports`` is how many evaluations a trial that ran to its end reports: a trial that
+    ended with fewer was stopped early by the scheduler."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        abilities: list[str],
+        opener: Opener,
+        line: Callable[[TrialRecord, int], str],
+        printer: Callable[[str], None],
+        reports: int,
+    ) -> None:
+        self.tracker, self.abilities, self.opener, self.line = tracker, abilities, opener, line
+        self.printer, self.reports = printer, reports
+        self.records: dict[str, TrialRecord] = {}  # by Tune trial id, in the order trials started
+        self.started: dict[str, float] = {}
+        self.ended = 0
+
+    def _open(self, trial: Any) -> TrialRecord:
+        if trial.trial_id in self.records:
+            return self.records[trial.trial_id]
+        rec, params = self.opener(trial)
+        rec.status = Status.RUNNING
+        rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, rec.name, rec.kind, params)
+        self.records[trial.trial_id] = rec
+        self.started[trial.trial_id] = time.perf_counter()
+        return rec
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        rec = self._open(trial)
+        assert rec.mlflow_run_id is not None
+        metrics = {k: v for k, v in result.items() if k == "objective" or k.startswith(_PER_ABILITY)}
+        self.tracker.log_metrics(rec.mlflow_run_id, metrics, step=int(result["step"]))
+        rec.update(result, self.abilities)
+
+    def _finish(self, trial: Any, status: Status, error: str | None = None) -> None:
+        rec = self._open(trial)  # a trial can fail before it ever started (e.g. its runtime_env)
+        rec.status, rec.error = status, error
+        rec.seconds = round(time.perf_counter() - self.started[trial.trial_id], 1)
+        assert rec.mlflow_run_id is not None
+        if error:
+            self.tracker.set_tag(rec.mlflow_run_id, "allocator.error", error[:5000])
+        if status is Status.EARLY_STOPPED:
+            self.tracker.set_tag(rec.mlflow_run_id, "allocator.early_stopped", "true")
+        self.tracker.end(rec.mlflow_run_id, status.mlflow)
+        self.ended += 1
+        self.printer(self.line(rec, self.ended))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        rec = self._open(trial)
+        if rec.objective is None:
+            self._finish(trial, Status.FAILED)
+        elif rec.evaluations < self.reports:  # the scheduler stopped it: its objective is partial
+            self._finish(trial, Status.EARLY_STOPPED)
+        else:
+            self._finish(trial, Status.FINISHED)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, Status.FAILED, trial_error_line(trial))

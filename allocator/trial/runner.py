@@ -1,0 +1,205 @@
+"""The one job runner: prepare -> start Ray -> open the MLflow parent -> run the trials ->
+close with the true status. Every job (optimize, study, confirm) is a ``Job`` run by ``run_job``.
+
+A job says what is its own: its checks of user input (``check``, before the base is
+built; ``trials``, after it), the trials to run (``TrialPlan``: the setup every trial
+receives, Tune's parameter space, searcher and scheduler, and how a Tune trial becomes a
+record and a printed line), and what it makes of the records (``finish``, while the parent
+run is still open). The runner does the rest, once: every user error before anything is
+written; Ray started locally or joined; one MLflow child run per trial from the one Tune
+callback (allocator.trial.callback); an interrupted or failed job's parent ends KILLED or
+FAILED, never FINISHED; a Ray this runner started is shut down.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from allocator.config import OptimizeConfig
+from allocator.data.pools import Pools
+from allocator.errors import UserError
+from allocator.trial.callback import Opener
+from allocator.trial.prepare import Prepared, prepare
+from allocator.trial.record import TrialRecord
+from allocator.trial.setup import TrialSetup
+
+__all__ = ["Job", "JobRun", "TrialPlan", "run_job"]
+
+# what Ray's workers must see as the driver does: offline mode, the model cache, fault injection
+WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "ALLOCATOR_CACHE_DIR", "ALLOCATOR_INJECT_FAULTS")
+
+
+@dataclass
+class TrialPlan:
+    """The trials of a job: ``num_samples`` of them over ``param_space`` (with ``search_alg``
+    and ``scheduler`` when it searches), each receiving ``setup``."""
+
+    setup: TrialSetup
+    param_space: dict[str, Any]
+    num_samples: int
+    opener: Opener  # a Tune trial -> its record and MLflow params
+    line: Callable[[TrialRecord, int], str]  # the printed line of an ended trial (and how many ended)
+    announce: Callable[[int], str]  # the line printed before the trials start, given the trials at a time
+    search_alg: Any = None
+    scheduler: Any = None
+
+
+@dataclass
+class JobRun:
+    """What a job's ``finish`` receives: the records of every trial, in the order they started."""
+
+    cfg: OptimizeConfig
+    prep: Prepared
+    tracker: Any
+    parent: str
+    records: list[TrialRecord]
+    t_start: float
+
+    def mlflow(self) -> dict[str, Any]:
+        return {
+            "tracking_uri": self.prep.uri,
+            "experiment_id": self.tracker.experiment_id,
+            "parent_run_id": self.parent,
+        }
+
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.t_start, 1)
+
+    def closing_lines(self, seconds: float) -> list[str]:
+        from allocator.report.tracking import ui_command
+
+        uri = self.prep.uri
+        return [
+            f"MLflow: {uri} (experiment {self.tracker.experiment_id}, parent run {self.parent})",
+            f"  view: {ui_command(uri)}",
+            f"done in {seconds:.0f}s",
+        ]
+
+
+class Job(ABC):
+    """A kind of job on the runner (module doc)."""
+
+    kind: str  # "optimize", "study" or "confirm": the parent run's name and kind tag
+
+    def check(self, pools: Pools) -> None:  # noqa: B027 (most jobs have nothing to check here)
+        """User errors in the job's input that the pool can tell, before the base is built."""
+
+    @abstractmethod
+    def trials(self, prep: Prepared) -> TrialPlan:
+        """The trials to run (may raise ``UserError``: still nothing is written)."""
+
+    @abstractmethod
+    def finish(self, run: JobRun) -> Any:
+        """The job's result from its records (the parent run ends FINISHED after this returns)."""
+
+
+def _project_modules() -> list[Any]:
+    """This project's packages, shipped to a joined cluster's workers."""
+    import allocator
+    import ray_cluster
+    import trainers
+
+    return [allocator, trainers, ray_cluster]
+
+
+def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
+    """Run ``job`` under ``cfg`` (module doc); ``out`` prints a line."""
+    from ray import tune
+
+    from allocator.report.tracking import ended_status, open_tracker
+    from allocator.trial.callback import TrialLog
+    from allocator.trial.worker import run_trial
+    from ray_cluster import ClusterError, connect, disconnect, max_concurrent_trials, trial_resources
+
+    t_start = time.perf_counter()
+    prep = prepare(cfg, out, job.check)
+    plan = job.trials(prep)
+    try:
+        started_ray = connect(cfg.ray.address, cfg.ray.num_cpus, py_modules=_project_modules(), env_vars=WORKER_ENV)
+    except ClusterError as e:
+        raise UserError(str(e)) from None
+    tracker = None
+    try:
+        import ray
+
+        r = cfg.resources
+        try:
+            conc = max_concurrent_trials(
+                ray.cluster_resources(), r.cpus_per_trial, r.gpus_per_trial, cfg.search.max_concurrent_trials
+            )
+        except ClusterError as e:
+            raise UserError(str(e)) from None
+        tracker = open_tracker(prep.uri, cfg.tracking.experiment)
+        parent, run_name = _open_parent(tracker, prep, job.kind)
+        out(plan.announce(conc))
+        log = TrialLog(tracker, prep.pools.abilities, plan.opener, plan.line, out, cfg.proxy.reports)
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, setup=plan.setup), trial_resources(r.cpus_per_trial, r.gpus_per_trial)
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=plan.param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=plan.search_alg,
+                scheduler=plan.scheduler,
+                num_samples=plan.num_samples,
+                max_concurrent_trials=conc,
+                # one worker process for many trials: torch, transformers and peft are imported
+                # once per worker, not once per trial (5 s a trial on 2 cores); the numbers are the same
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{run_name}-{parent[:8]}",
+                storage_path=str(Path(cfg.storage_path).resolve()),
+                callbacks=[log],
+                verbose=0,
+            ),
+        )
+        # Ctrl-C during fit() goes to Tune's own SIGINT handler, which only sets a flag: the loop
+        # ends between steps, stops the trial actors and returns. A KeyboardInterrupt raised at an
+        # arbitrary point inside Tune's loop instead (TUNE_DISABLE_SIGINT_HANDLER=1) was measured
+        # to be lost now and then (the run went on to exit 0) or to leave the process hanging at exit.
+        tuner.fit()
+        records = list(log.records.values())
+        ended = [rec for rec in records if rec.status.ended]
+        expected = plan.num_samples * _grid_size(plan.param_space)
+        if len(ended) < expected:
+            # Tune stops early only when interrupted (its SIGINT handler returns from fit()):
+            # the job is incomplete, and must not be reported as finished
+            raise KeyboardInterrupt(f"the {job.kind} stopped after {len(ended)} of {expected} trials")
+        result = job.finish(JobRun(cfg, prep, tracker, parent, records, t_start))
+        tracker.close("FINISHED")
+        return result
+    except BaseException as e:
+        if tracker is not None:
+            tracker.close(ended_status(e))
+        raise
+    finally:
+        disconnect(started_ray)
+
+
+def _grid_size(space: dict[str, Any]) -> int:
+    """Trials per sample of a parameter space: the product of its grid searches' sizes."""
+    n = 1
+    for v in space.values():
+        if isinstance(v, dict) and "grid_search" in v:
+            n *= len(v["grid_search"])
+    return n
+
+
+def _open_parent(tracker: Any, prep: Prepared, kind: str) -> tuple[str, str]:
+    """Start a job's MLflow parent run (config, pool summary, the base's raw scores);
+    returns ``(run id, run name)``."""
+    run_name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent = tracker.start_parent(
+        run_name, prep.cfg.to_dict(), {"allocator.base_digest": prep.base.meta["digest"]}, kind=kind
+    )
+    tracker.log_json(parent, prep.pools.summary, "pool.json")
+    base = {f"base_{m}/{a}": v for a, s in prep.base_scores.items() for m, v in s.items()}
+    tracker.log_metrics(parent, base, step=0)
+    return parent, run_name

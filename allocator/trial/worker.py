@@ -1,0 +1,88 @@
+"""The worker body: what one trial runs inside a Ray worker, and what it reports.
+
+``run_trial`` reads its mixture and seed from the job's ``TrialSetup``, runs one proxy
+fine-tune through the trainers' plain call (trainers.run_proxy) and reports
+``trial_metrics`` to Ray Tune at each of the proxy's evaluations: ``objective`` (the
+weighted mean of the normalized per-ability scores of allocator.curves.scoring),
+``score/<ability>``, ``loss/<ability>``, ``exact_match/<ability>`` for abilities scored by
+exact match, and the step counts a scheduler and the driver read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from allocator.curves import scoring
+from allocator.trial.setup import TrialSetup
+
+__all__ = ["FAULTS_ENV", "injected_fault", "run_trial", "trial_metrics"]
+
+FAULTS_ENV = "ALLOCATOR_INJECT_FAULTS"
+
+
+def trial_metrics(
+    raw: Mapping[str, Mapping[str, float]],
+    metrics: Mapping[str, str],
+    base: Mapping[str, Mapping[str, float]],
+    weights: Mapping[str, float],
+) -> dict[str, float]:
+    """The flat metrics of one evaluation: objective, normalized and raw scores per ability."""
+    norm = scoring.scores(raw, metrics, base)
+    out = {"objective": scoring.objective(norm, weights)}
+    for a, s in raw.items():
+        out[f"score/{a}"] = norm[a]
+        out[f"loss/{a}"] = s["loss"]
+        if "exact_match" in s:
+            out[f"exact_match/{a}"] = s["exact_match"]
+    return out
+
+
+def injected_fault() -> None:
+    """Fault injection for reliability tests (as Ray's own restore tests do it, by marker
+    files): with ``ALLOCATOR_INJECT_FAULTS=DIR`` each trial takes the next ordinal ``k``
+    (it creates ``DIR/started-k``, atomically) and raises when ``DIR/fail-k`` exists.
+    Without the variable it does nothing."""
+    folder = os.environ.get(FAULTS_ENV)
+    if not folder:
+        return
+    k = 0
+    while True:
+        try:
+            os.close(os.open(os.path.join(folder, f"started-{k}"), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            k += 1
+    if os.path.exists(os.path.join(folder, f"fail-{k}")):
+        raise RuntimeError(f"injected fault: trial {k} ({FAULTS_ENV}={folder})")
+
+
+def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
+    """One trial (a Tune function trainable; ``setup`` comes through ``tune.with_parameters``)."""
+    injected_fault()  # before the heavy imports: a failing trial costs no more than it must
+    from ray import tune
+
+    from trainers.proxy import run_proxy
+
+    mixture, seed = setup.mixture(params)
+    examples = sum(mixture.values())  # the second objective of a multi-objective search
+    full = setup.recipe.steps(examples)  # the steps of the whole run, were it not stopped early
+
+    def report(step: int, raw: dict[str, dict[str, float]]) -> None:
+        metrics = trial_metrics(raw, setup.metrics, setup.base_scores, setup.weights)
+        tune.report({"step": step, "steps_total": full, "examples": examples, **metrics})
+
+    run_proxy(
+        model=setup.base,
+        tokenizer=setup.tokenizer,
+        train=setup.train,
+        heldout=setup.heldout,
+        metrics=setup.metrics,
+        max_new=setup.max_new,
+        mixture=mixture,
+        recipe=setup.recipe,
+        seed=seed,
+        max_repeats=setup.max_repeats,
+        report=report,
+    )
