@@ -1,0 +1,32 @@
+"""The experiment scripts' own logic, where it is more than a call of the package."""
+
+import json
+import sys
+
+from .helpers import ROOT
+
+
+def _reference_runs():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import reference_runs
+    finally:
+        sys.path.pop(0)
+    return reference_runs
+
+
+def test_reference_runs_compare_what_must_not_change_and_name_what_did(tmp_path, capsys):
+    ref = _reference_runs()
+    result = {"best": {"objective": 0.5, "seconds": 3.0, "mlflow_run_id": "abc"}, "trials": [{"mixture": {"a": 2}}]}
+    assert ref.clean(result) == {"best": {"objective": 0.5}, "trials": [{"mixture": {"a": 2}}]}
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    (tmp_path / "before" / "x.json").write_text(json.dumps(ref.clean(result)))
+    (tmp_path / "after" / "x.json").write_text(
+        json.dumps(ref.clean({**result, "best": {"objective": 0.5, "seconds": 9}}))
+    )
+    assert ref.compare(tmp_path / "before", tmp_path / "after") == 0
+    (tmp_path / "after" / "x.json").write_text(json.dumps({"best": {"objective": 0.6}, "trials": [{"mixture": {}}]}))
+    assert ref.compare(tmp_path / "before", tmp_path / "after") == 1
+    out = capsys.readouterr().out
+    assert "/best/objective: 0.5 vs 0.6" in out and "/trials[0]/mixture/a: only in one" in out
