@@ -63,7 +63,7 @@ def main() -> int:
     output = Path(args.output).resolve()
     cfg = load_config(args.config)
     pools, _, _ = prepare_pools(cfg)
-    caps = {a: int(c) for a, c in pools.plan("examples", cfg.budget)["caps"].items()}
+    caps = {a: int(c) for a, c in pools.plan("examples", cfg.budget).caps.items()}
     mixes = mixtures(pools.abilities, caps, cfg.budget, args.mixtures, args.seed)
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="landscape-"))

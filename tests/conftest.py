@@ -50,9 +50,10 @@ def run_cli(cache_dir: Path):
 
 @pytest.fixture
 def call_cli(cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
-    """The CLI's own entry point (``allocator.cli.main``) in this process, for commands that
-    start no Ray job (recommend, user errors): the same code as ``run_cli`` without a new
-    interpreter's imports. Returns a CompletedProcess like ``run_cli``."""
+    """The CLI's own entry point (``allocator.cli.main``) in this process: the same code as
+    ``run_cli`` without a new interpreter's imports (seconds a call). A job run this way uses
+    the Ray already running in this process (ask for ``ray_session``), which environment
+    variables set later do not reach. Returns a CompletedProcess like ``run_cli``."""
     from allocator.cli import main
 
     def call(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -69,11 +70,34 @@ def call_cli(cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 
 
 @pytest.fixture(scope="session")
-def ray_session(cache_dir: Path):
+def ray_session(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """One local Ray for the tests that run jobs in this process (a job leaves a Ray it did
-    not start running): started like a job starts it, after the model cache is set."""
+    not start running), started as a job starts it, after the model cache is set. Its workers
+    inject faults (allocator.trial.worker) from a folder of this session's: ``inject_faults``."""
+    from allocator.trial.runner import WORKER_ENV
+    from allocator.trial.worker import FAULTS_ENV
     from ray_cluster import connect, disconnect
 
-    started = connect(None, 2)
-    yield
+    faults = tmp_path_factory.mktemp("faults")
+    os.environ[FAULTS_ENV] = str(faults)  # for the workers alone: the CLI runs of run_cli never see it
+    try:
+        started = connect(None, 2, env_vars=WORKER_ENV)
+    finally:
+        del os.environ[FAULTS_ENV]
+    yield faults
     disconnect(started)
+
+
+@pytest.fixture
+def inject_faults(ray_session: Path):
+    """``fail(k, ...)``: the trials that start as number k (0: the first) of the next job run in
+    this process fail in their worker."""
+
+    def fail(*ks: int) -> None:
+        offset = len(list(ray_session.glob("started-*")))  # every trial of the session took a number
+        for k in ks:
+            (ray_session / f"fail-{offset + k}").touch()
+
+    yield fail
+    for f in ray_session.glob("fail-*"):
+        f.unlink()

@@ -41,14 +41,15 @@ def test_negative_budget_flag(tmp_path, run_cli):
     _assert_user_error(proc, "budget", "greater than 0", cwd=tmp_path)
 
 
-def test_budget_beyond_the_pool(tmp_path, run_cli):
-    # the smoke config's small pool: the check is the same, the pool is built in a second
-    proc = run_cli("optimize", "--config", str(SMOKE), "--budget", "1000000", cwd=tmp_path)
+def test_budget_beyond_the_pool(tmp_path, call_cli):
+    # the smoke config's small pool: the check is the same, the pool is built in a second; the
+    # CLI's entry point in this process (its imports cost a new interpreter seconds)
+    proc = call_cli("optimize", "--config", str(SMOKE), "--budget", "1000000", cwd=tmp_path)
     _assert_user_error(proc, "budget", "1,000,000", "the pool holds 700", cwd=tmp_path)
 
 
-def test_unusable_tracking_uri(tmp_path, run_cli):
-    proc = run_cli("optimize", "--config", str(SMOKE), "--tracking-uri", "ftp://x", cwd=tmp_path)
+def test_unusable_tracking_uri(tmp_path, call_cli):
+    proc = call_cli("optimize", "--config", str(SMOKE), "--tracking-uri", "ftp://x", cwd=tmp_path)
     _assert_user_error(proc, "--tracking-uri ftp://x", cwd=tmp_path)
 
 

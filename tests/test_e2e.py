@@ -242,32 +242,28 @@ def test_a_deleted_experiment_is_a_user_error(tmp_path):
         Tracker(uri, "gone")
 
 
-def _faulty(tmp_path, run_cli, fail, trials):
-    """The real CLI with the given trial ordinals (0: the baseline) failing in their worker."""
+def _faulty(tmp_path, call_cli, inject_faults, fail, trials):
+    """The CLI's entry point with the given trials (0: the baseline) failing in their worker."""
     import yaml
 
     from .helpers import loss_config
 
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    for k in fail:
-        (faults / f"fail-{k}").touch()
+    inject_faults(*fail)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(loss_config(tmp_path, trials=trials)))
-    env = {"ALLOCATOR_INJECT_FAULTS": str(faults)}
-    return run_cli("optimize", "--config", str(config), "--output", "out.json", cwd=tmp_path, env=env)
+    return call_cli("optimize", "--config", str(config), "--output", "out.json", cwd=tmp_path)
 
 
-def test_a_failing_trial_is_failed_everywhere_and_the_best_comes_from_the_rest(tmp_path, run_cli):
+def test_a_failing_trial_is_failed_everywhere_and_the_best_comes_from_the_rest(tmp_path, call_cli, inject_faults):
     from .helpers import job_runs
 
     # the last trial fails: a failed trial's worker is not reused, and a new one costs seconds
-    proc = _faulty(tmp_path, run_cli, fail=[3], trials=3)
+    proc = _faulty(tmp_path, call_cli, inject_faults, fail=[3], trials=3)
     out = succeeded(proc, tmp_path / "out.json")
     by_name = {t["name"]: t for t in out["trials"]}
     assert [t["status"] for t in out["trials"]] == ["FINISHED", "FINISHED", "FINISHED", "FAILED"]
     failed = by_name["trial-003"]
-    assert failed["status"] == "FAILED" and failed["objective"] is None and "injected fault: trial 3" in failed["error"]
+    assert failed["status"] == "FAILED" and failed["objective"] is None and "injected fault: trial" in failed["error"]
     finished = [t for t in out["trials"] if t["kind"] == "search" and t["status"] == "FINISHED"]
     assert out["best"]["name"] in {t["name"] for t in finished}
     assert out["best"]["objective"] == max(t["objective"] for t in finished)
@@ -279,8 +275,8 @@ def test_a_failing_trial_is_failed_everywhere_and_the_best_comes_from_the_rest(t
     assert "FAILED" in proc.stdout
 
 
-def test_when_every_trial_fails_the_job_fails_and_its_parent_run_says_so(tmp_path, run_cli):
-    proc = _faulty(tmp_path, run_cli, fail=range(2), trials=1)
+def test_when_every_trial_fails_the_job_fails_and_its_parent_run_says_so(tmp_path, call_cli, inject_faults):
+    proc = _faulty(tmp_path, call_cli, inject_faults, fail=range(2), trials=1)
     assert proc.returncode == 1 and "the uniform baseline trial did not finish" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "out.json").exists()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -173,13 +173,16 @@ class Pools:
     def lengths(self, ability: str) -> list[int]:
         return [len(ids) for ids, _ in self.train[ability]]
 
+    def caps(self, unit: str) -> dict[str, int]:
+        """The most each ability's pool can give, in examples or tokens (``max_repeats`` passes)."""
+        if unit == "examples":
+            return {a: len(self.train[a]) * self.max_repeats for a in self.abilities}
+        return {a: sum(self.lengths(a)) * self.max_repeats for a in self.abilities}
+
     def plan(self, unit: str, budget: int) -> BudgetPlan:
         """The budget plan a search allocates under; a budget the pool cannot fill (with
         ``max_repeats``) is a ``UserError``."""
-        if unit == "examples":
-            caps = {a: len(self.train[a]) * self.max_repeats for a in self.abilities}
-        else:
-            caps = {a: sum(self.lengths(a)) * self.max_repeats for a in self.abilities}
+        caps = self.caps(unit)
         if budget > sum(caps.values()):
             raise UserError(
                 f"budget: {budget:,} {unit} asked for, the pool holds {sum(caps.values()):,} with max_repeats "

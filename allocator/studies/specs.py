@@ -12,7 +12,7 @@ from allocator.config import StudyConfig
 from allocator.data.pools import Pools
 from allocator.errors import UserError
 from allocator.trial.prepare import Prepared
-from allocator.trial.record import TrialRecord
+from allocator.trial.record import Status, TrialRecord
 from allocator.trial.runner import Job, TrialPlan
 from allocator.trial.setup import GridRun
 
@@ -50,7 +50,7 @@ def run_specs(study_cfg: StudyConfig, abilities: Sequence[str], caps: Mapping[st
 
 def pool_caps(pools: Pools) -> dict[str, int]:
     """The most examples each ability's pool can give (with ``max_repeats`` passes)."""
-    return {a: len(pools.train[a]) * pools.max_repeats for a in pools.abilities}
+    return pools.caps("examples")
 
 
 def confirm_specs(
@@ -123,7 +123,7 @@ class GridJob(Job):
         finish fails the job (its error named)."""
         order = {s.name: i for i, s in enumerate(self.specs)}
         recs = sorted(records, key=lambda r: order[r.name])
-        failed = [r for r in recs if r.status != "FINISHED"]
+        failed = [r for r in recs if r.status is not Status.FINISHED]
         if failed:
             first = failed[0]
             raise RuntimeError(

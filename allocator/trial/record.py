@@ -23,7 +23,6 @@ class Status(StrEnum):
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     EARLY_STOPPED = "EARLY_STOPPED"  # the scheduler stopped it: its scores are partial
-    KILLED = "KILLED"  # the job stopped before it ended
 
     @property
     def ended(self) -> bool:

@@ -27,11 +27,12 @@ from allocator.trial.callback import Opener
 from allocator.trial.prepare import Prepared, prepare
 from allocator.trial.record import TrialRecord
 from allocator.trial.setup import TrialSetup
+from ray_cluster import HUB_ENV
 
 __all__ = ["Job", "JobRun", "TrialPlan", "run_job"]
 
 # what Ray's workers must see as the driver does: offline mode, the model cache, fault injection
-WORKER_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "ALLOCATOR_CACHE_DIR", "ALLOCATOR_INJECT_FAULTS")
+WORKER_ENV = (*HUB_ENV, "ALLOCATOR_CACHE_DIR", "ALLOCATOR_INJECT_FAULTS")
 
 
 @dataclass

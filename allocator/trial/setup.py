@@ -12,13 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from allocator.mixture.mapping import uniform_point
 from allocator.mixture.plan import BudgetPlan
 from trainers.config import ProxyRecipe
 from trainers.evaluation import HeldoutItem
 from trainers.models import ModelRef
 
-__all__ = ["GridRun", "TrialSetup", "mixture_of", "point_of", "uniform_params"]
+__all__ = ["GridRun", "TrialSetup", "mixture_of", "point_of"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,6 @@ class TrialSetup:
     plan: BudgetPlan | None = None
     runs: tuple[GridRun, ...] = ()
 
-    @property
-    def abilities(self) -> list[str]:
-        return list(self.metrics)
-
     def mixture(self, params: Mapping[str, Any]) -> tuple[dict[str, int], int]:
         """``(counts, training seed)`` of the trial with Tune parameters ``params``: a grid's
         run ``params["run"]``, or a search's point under the plan (under ``budget_fraction``
@@ -74,8 +69,3 @@ def mixture_of(params: Mapping[str, Any], plan: BudgetPlan) -> dict[str, int]:
     if "budget_fraction" in params:
         plan = plan.with_budget(max(1, round(float(params["budget_fraction"]) * plan.budget)))
     return plan.allocate(point_of(params, plan.abilities))
-
-
-def uniform_params(abilities: list[str]) -> dict[str, float]:
-    """The search parameters of the uniform mixture (the baseline every search runs first)."""
-    return {f"u_{a}": u for a, u in uniform_point(abilities).items()}

@@ -136,7 +136,7 @@ def test_left_truncation_keeps_the_response_and_bos():
 # ---------------------------------------------------------------- user data through the optimizer
 
 
-def test_user_data_optimization_end_to_end(tmp_path, run_cli, call_cli):
+def test_user_data_optimization_end_to_end(tmp_path, call_cli, ray_session):
     config = data_config(tmp_path)
     proc = call_cli("data", "inspect", "--config", str(config), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -149,7 +149,8 @@ def test_user_data_optimization_end_to_end(tmp_path, run_cli, call_cli):
     assert pool["dropped"] == {"label 'junk' dropped by ability_map": 1}
     assert pool["abilities"]["copying"]["train"] == 40 - pool["abilities"]["copying"]["duplicates_removed"]
 
-    proc = run_cli("optimize", "--config", str(config), "--output", "out.json", cwd=tmp_path)
+    # the CLI in this process, on this session's Ray: the smoke and study runs check it in a process of its own
+    proc = call_cli("optimize", "--config", str(config), "--output", "out.json", cwd=tmp_path)
     out = succeeded(proc, tmp_path / "out.json")
     assert out["pool"]["abilities"] == pool["abilities"]
     assert set(out["base_scores"]["story"]) == {"loss"} and set(out["base_scores"]["arith"]) == {"loss", "exact_match"}

@@ -145,7 +145,7 @@ def _study_config(tmp_path, **search):
 ABILITIES = {"arith", "copying", "story"}
 
 
-def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli, call_cli):
+def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli, call_cli, ray_session):
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     proc = run_cli(
         "study", "--config", str(_study_config(tmp_path)), "--tracking-uri", uri, "--output", "s.json", cwd=tmp_path
@@ -190,7 +190,9 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli, call_cli):
     assert not math.isnan(rec["objective"]["score"])
 
     # confirm: uniform, tailored and DoIT-rule mixtures trained afresh, one seed each here
-    conf = run_cli(
+    # the CLI's entry point in this process from here on (on this session's Ray): the study ran
+    # in a process of its own
+    conf = call_cli(
         "confirm",
         "--config",
         str(_study_config(tmp_path)),
@@ -228,7 +230,7 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli, call_cli):
     study_run = out["mlflow"]["parent_run_id"]
     config = str(_study_config(tmp_path, n_startup_trials=5))
     args = ["--config", config, "--budget", "60", "--trials", "2", "--sampler", "growth", "--warm-start", study_run]
-    opt = run_cli("optimize", *args, "--tracking-uri", uri, "--output", "o.json", cwd=tmp_path)
+    opt = call_cli("optimize", *args, "--tracking-uri", uri, "--output", "o.json", cwd=tmp_path)
     o = succeeded(opt, tmp_path / "o.json")
     assert o["warm_start"]["kind"] == "study" and o["warm_start"]["prior_points"] > 0 and o["warm_start"]["transfer"]
     by_name = {t["name"]: t for t in o["trials"]}

@@ -4,8 +4,11 @@ import pytest
 
 from allocator.mixture import BudgetPlan
 from allocator.trial.record import GRID_FIELDS, SEARCH_FIELDS, Status, TrialRecord
-from allocator.trial.setup import GridRun, mixture_of
+from allocator.trial.setup import GridRun, TrialSetup, mixture_of
 from allocator.trial.worker import trial_metrics
+
+# what a trial's mixture does not depend on
+SETUP_FIELDS = [f for f in TrialSetup.__dataclass_fields__ if f not in ("plan", "runs")]
 
 
 def test_trial_metrics_normalize_each_ability_by_its_own_metric():
@@ -38,4 +41,8 @@ def test_a_trial_finds_its_mixture_in_its_parameters():
     assert mixture_of({"u_a": 0.5, "u_b": 0.5}, plan) == {"a": 50, "b": 50}
     # a multi-objective search's point also scales the budget
     assert mixture_of({"u_a": 0.5, "u_b": 0.5, "budget_fraction": 0.3}, plan) == {"a": 15, "b": 15}
-    assert GridRun({"a": 1}, 7).seed == 7
+    # a grid's trial finds its run by index: the run's own mixture and seed, not the search's
+    grid = TrialSetup(**dict.fromkeys(SETUP_FIELDS), runs=(GridRun({"a": 1, "b": 2}, 7), GridRun({"a": 3, "b": 0}, 8)))
+    assert grid.mixture({"run": 1}) == ({"a": 3, "b": 0}, 8)
+    search = TrialSetup(**{**dict.fromkeys(SETUP_FIELDS), "seed": 5}, plan=plan)
+    assert search.mixture({"u_a": 0.5, "u_b": 0.5}) == ({"a": 50, "b": 50}, 5)
