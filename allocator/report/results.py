@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from allocator.errors import UserError, first_line
 
@@ -28,8 +28,17 @@ __all__ = [
 ]
 
 
+class _Result:
+    """A result file: its fields, after its ``kind``."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.__dict__}
+
+
 @dataclass
-class OptimizeResult:
+class OptimizeResult(_Result):
     """What an optimization found; ``to_dict()`` is the ``--output`` JSON."""
 
     best: dict[str, Any]
@@ -47,12 +56,9 @@ class OptimizeResult:
 
     kind = "optimize"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.__dict__}
-
 
 @dataclass
-class StudyResult:
+class StudyResult(_Result):
     """What a study measured and fitted; ``to_dict()`` is the ``--output`` JSON, which
     ``allocator.recommend`` reads back."""
 
@@ -70,12 +76,9 @@ class StudyResult:
 
     kind = "study"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.__dict__}
-
 
 @dataclass
-class ConfirmResult:
+class ConfirmResult(_Result):
     """Fresh proxy runs of named mixtures over several seeds; ``to_dict()`` is the JSON."""
 
     mixtures: dict[str, dict[str, int]]
@@ -86,9 +89,6 @@ class ConfirmResult:
     seconds: float
 
     kind = "confirm"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.__dict__}
 
 
 def result_kind(obj: Any) -> str | None:

@@ -125,12 +125,13 @@ class OptimizeJob(Job):
                 grace_period=search.grace_period,
                 reduction_factor=search.reduction_factor,
             )
-        opener = SearchOpener(abilities, plan, prep.pools.data_hash, search.sampler, first, searcher)
+        opener = SearchOpener(abilities, plan, search.sampler, first, searcher)
         unit = cfg.budget_unit
         return TrialPlan(
             setup=prep.trial_setup(plan=plan),
             param_space=space,
             num_samples=cfg.trials + 1,
+            trials=cfg.trials + 1,
             opener=opener,
             line=lambda rec, ended: _line(rec, cfg.trials),
             announce=lambda conc: (
@@ -207,18 +208,17 @@ class OptimizeJob(Job):
 class SearchOpener:
     """A search's Tune trial -> its record: the baseline and the warm start's mixtures (the
     points enqueued first, each recognized once), or a sampler's proposal, with the growth
-    model's prediction when it made one; and its MLflow params (counts, point, origin)."""
+    model's prediction when it made one; and its own MLflow params (its point, its origin)."""
 
     def __init__(
         self,
         abilities: list[str],
         plan: BudgetPlan,
-        data_hash: Callable[[dict[str, int]], str],
         sampler: str,
         first: dict[str, dict[str, float]],
         searcher: Any,
     ) -> None:
-        self.abilities, self.plan, self.data_hash, self.sampler = abilities, plan, data_hash, sampler
+        self.abilities, self.plan, self.sampler = abilities, plan, sampler
         self.first = dict(first)
         self.searcher = searcher
         self.searched = 0
@@ -250,11 +250,9 @@ class SearchOpener:
                     origin += f" (explores {', '.join(proposal.explore)} past the largest volumes tried)"
             else:
                 origin = f"{self.sampler} sampler"
-        rec = TrialRecord(trial.trial_id, name, kind, mixture, data_hash=self.data_hash(mixture), origin=origin)
+        rec = TrialRecord(trial.trial_id, name, kind, mixture, origin=origin)
         rec.predicted = proposal.predicted if proposal else None
-        params: dict[str, Any] = {f"mixture.{a}": n for a, n in mixture.items()}
-        params.update({f"u.{a}": round(u, 6) for a, u in point.items()})
-        params["data_hash"] = rec.data_hash
+        params: dict[str, Any] = {f"u.{a}": round(u, 6) for a, u in point.items()}
         params["origin"] = origin
         return rec, params
 

@@ -40,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from allocator.curves.model import SAMPLER_MODELS, GrowthModel, Proposal
 from allocator.mixture import BudgetPlan, counts_from_point, point_from_counts
 from allocator.search.extensions import set_trial_system_attr
+from allocator.trial.setup import point_of
 
 __all__ = ["ALLOCATION_ATTR", "PROPOSAL_ATTR", "SCORES_ATTR", "GrowthCurveSampler"]
 
@@ -93,13 +94,16 @@ class GrowthCurveSampler(BaseSampler):
             models=models,
             seed=seed,
         )
-        self.abilities, self.budget, self.caps = abilities, plan.budget, dict(plan.caps)
         self.n_startup_trials = n_startup_trials
         if explore_every < 0:
             raise ValueError(f"explore_every must be >= 0 (0: never explore), got {explore_every}")
         self.explore_every = explore_every
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self.proposals: dict[int, Proposal] = {}  # trial number -> what the model proposed for it
+
+    @property
+    def abilities(self) -> list[str]:
+        return self.model.abilities
 
     # -- Optuna's sampler interface ---------------------------------------------------
 
@@ -172,8 +176,7 @@ class GrowthCurveSampler(BaseSampler):
         given = t.user_attrs.get(ALLOCATION_ATTR)
         if isinstance(given, dict):
             return {a: float(given[a]) for a in self.abilities}
-        point = {a: float(t.params[f"u_{a}"]) for a in self.abilities}
-        return self._counts(point)
+        return self._counts(point_of(t.params, self.abilities))
 
     def _scored(self, t: FrozenTrial) -> bool:
         s = t.user_attrs.get(SCORES_ATTR)
@@ -187,10 +190,9 @@ class GrowthCurveSampler(BaseSampler):
         one it proposed: neither is worth proposing again."""
         out = [self.allocation(t)] if self._has_point(t) else []
         if all(f"u_{a}" in t.params for a in self.abilities):
-            point = {a: float(t.params[f"u_{a}"]) for a in self.abilities}
-            out.append(self._counts(point))
+            out.append(self._counts(point_of(t.params, self.abilities)))
         return out
 
     def _counts(self, point: Mapping[str, float]) -> dict[str, float]:
-        counts = counts_from_point(point, self.budget, self.caps, self.space_minimum)
+        counts = counts_from_point(point, self.model.budget, self.model.caps, self.space_minimum)
         return {a: float(n) for a, n in counts.items()}

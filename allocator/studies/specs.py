@@ -91,17 +91,13 @@ class GridJob(Job):
         specs = self.make_specs(prep)  # may raise UserError: still nothing written
         self.specs = specs
         runs = tuple(GridRun(dict(s.mixture), s.seed) for s in specs)
-        data_hash = prep.pools.data_hash
 
         def opener(trial: Any) -> tuple[TrialRecord, dict[str, Any]]:
             spec = specs[int(trial.config["run"])]
             kind = spec.design if spec.design == "confirm" else f"study-{spec.design}"
-            rec = TrialRecord(trial.trial_id, spec.name, kind, dict(spec.mixture), data_hash=data_hash(spec.mixture))
+            rec = TrialRecord(trial.trial_id, spec.name, kind, dict(spec.mixture))
             rec.design, rec.ability, rec.volume, rec.seed = spec.design, spec.ability, spec.volume, spec.seed
-            params: dict[str, Any] = {f"mixture.{a}": n for a, n in spec.mixture.items()}
-            params.update(design=spec.design, ability=spec.ability, volume=spec.volume, seed=spec.seed)
-            params["data_hash"] = rec.data_hash
-            return rec, params
+            return rec, {"design": spec.design, "ability": spec.ability, "volume": spec.volume, "seed": spec.seed}
 
         def line(rec: TrialRecord, ended: int) -> str:
             own = rec.scores.get(rec.ability) if rec.ability else rec.objective
@@ -113,6 +109,7 @@ class GridJob(Job):
             setup=prep.trial_setup(runs=runs),
             param_space={"run": tune.grid_search(list(range(len(specs))))},
             num_samples=1,
+            trials=len(specs),
             opener=opener,
             line=line,
             announce=lambda conc: f"{self.kind}: {len(specs)} proxy runs, {conc} at a time",

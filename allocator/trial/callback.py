@@ -4,8 +4,10 @@ The driver alone writes to MLflow, from this callback, as results arrive: a tria
 run opens when it starts, gets its metrics at each evaluation, and ends with its true status
 the moment it ends, whatever happens to the driver afterwards (tests/test_crash.py kills
 it). Tune's own copy under ``storage_path`` is synced later and may lag behind a crash.
-Which trial is which (its name, kind, mixture, MLflow params) and the line printed when it
-ends are the job's: ``TrialLog`` takes them as two functions.
+Which trial is which (its name, kind, mixture, the job's own MLflow params) and the line
+printed when it ends are the job's: ``TrialLog`` takes them as two functions. Every child run
+holds its counts (``mixture.<ability>``) and the content hash of its training examples
+(``data_hash``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from allocator.trial.record import Status, TrialRecord
 
 __all__ = ["Opener", "TrialLog", "trial_error_line"]
 
-# a Tune trial -> its record (name, kind, mixture, and for a search its origin) and its MLflow params
+# a Tune trial -> its record (name, kind, mixture, and for a search its origin) and the job's own MLflow params
 Opener = Callable[[Any], tuple[TrialRecord, dict[str, Any]]]
 _PER_ABILITY = ("score/", "exact_match/", "loss/")  # the metric names a trial reports, per ability
 
@@ -38,19 +40,22 @@ def trial_error_line(trial: Any) -> str:
 
 class TrialLog(tune.Callback):
     """Driver side: one MLflow child run per trial, one printed line per ended trial.
-    ``reports`` is how many evaluations a trial that ran to its end reports: a trial that
-    ended with fewer was stopped early by the scheduler."""
+    ``data_hash`` hashes the examples a mixture trains on; ``reports`` is how many evaluations
+    a trial that ran to its end reports: a trial that ended with fewer was stopped early by
+    the scheduler."""
 
     def __init__(
         self,
         tracker: Tracker,
         abilities: list[str],
+        data_hash: Callable[[dict[str, int]], str],
         opener: Opener,
         line: Callable[[TrialRecord, int], str],
         printer: Callable[[str], None],
         reports: int,
     ) -> None:
         self.tracker, self.abilities, self.opener, self.line = tracker, abilities, opener, line
+        self.data_hash = data_hash
         self.printer, self.reports = printer, reports
         self.records: dict[str, TrialRecord] = {}  # by Tune trial id, in the order trials started
         self.started: dict[str, float] = {}
@@ -59,8 +64,9 @@ class TrialLog(tune.Callback):
     def _open(self, trial: Any) -> TrialRecord:
         if trial.trial_id in self.records:
             return self.records[trial.trial_id]
-        rec, params = self.opener(trial)
-        rec.status = Status.RUNNING
+        rec, own = self.opener(trial)
+        rec.status, rec.data_hash = Status.RUNNING, self.data_hash(rec.mixture)
+        params = {**{f"mixture.{a}": n for a, n in rec.mixture.items()}, **own, "data_hash": rec.data_hash}
         rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, rec.name, rec.kind, params)
         self.records[trial.trial_id] = rec
         self.started[trial.trial_id] = time.perf_counter()

@@ -37,13 +37,15 @@ WORKER_ENV = (*HUB_ENV, "ALLOCATOR_CACHE_DIR", "ALLOCATOR_INJECT_FAULTS")
 
 @dataclass
 class TrialPlan:
-    """The trials of a job: ``num_samples`` of them over ``param_space`` (with ``search_alg``
-    and ``scheduler`` when it searches), each receiving ``setup``."""
+    """The ``trials`` of a job over ``param_space`` (Tune's ``num_samples`` of it: 1 for a grid,
+    whose grid search makes the trials; with ``search_alg`` and ``scheduler`` when it
+    searches), each receiving ``setup``."""
 
     setup: TrialSetup
     param_space: dict[str, Any]
     num_samples: int
-    opener: Opener  # a Tune trial -> its record and MLflow params
+    trials: int
+    opener: Opener  # a Tune trial -> its record and the job's own MLflow params
     line: Callable[[TrialRecord, int], str]  # the printed line of an ended trial (and how many ended)
     announce: Callable[[int], str]  # the line printed before the trials start, given the trials at a time
     search_alg: Any = None
@@ -138,7 +140,8 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
         tracker = open_tracker(prep.uri, cfg.tracking.experiment)
         parent, run_name = _open_parent(tracker, prep, job.kind)
         out(plan.announce(conc))
-        log = TrialLog(tracker, prep.pools.abilities, plan.opener, plan.line, out, cfg.proxy.reports)
+        pools = prep.pools
+        log = TrialLog(tracker, pools.abilities, pools.data_hash, plan.opener, plan.line, out, cfg.proxy.reports)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, setup=plan.setup), trial_resources(r.cpus_per_trial, r.gpus_per_trial)
         )
@@ -168,11 +171,10 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
         tuner.fit()
         records = list(log.records.values())
         ended = [rec for rec in records if rec.status.ended]
-        expected = plan.num_samples * _grid_size(plan.param_space)
-        if len(ended) < expected:
+        if len(ended) < plan.trials:
             # Tune stops early only when interrupted (its SIGINT handler returns from fit()):
             # the job is incomplete, and must not be reported as finished
-            raise KeyboardInterrupt(f"the {job.kind} stopped after {len(ended)} of {expected} trials")
+            raise KeyboardInterrupt(f"the {job.kind} stopped after {len(ended)} of {plan.trials} trials")
         result = job.finish(JobRun(cfg, prep, tracker, parent, records, t_start))
         tracker.close("FINISHED")
         return result
@@ -182,15 +184,6 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
         raise
     finally:
         disconnect(started_ray)
-
-
-def _grid_size(space: dict[str, Any]) -> int:
-    """Trials per sample of a parameter space: the product of its grid searches' sizes."""
-    n = 1
-    for v in space.values():
-        if isinstance(v, dict) and "grid_search" in v:
-            n *= len(v["grid_search"])
-    return n
 
 
 def _open_parent(tracker: Any, prep: Prepared, kind: str) -> tuple[str, str]:
