@@ -126,7 +126,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _job_options(p: argparse.ArgumentParser) -> None:
-    """The flags every job shares: where Ray and MLflow are, where the result goes."""
+    """The flags every job shares: the model, where Ray and MLflow are, where the result goes."""
+    p.add_argument(
+        "--model",
+        metavar="PATH|HUB_ID",
+        help="the proxies' base: a save_pretrained folder or a hub id (default: the built-in tiny model)",
+    )
+    p.add_argument("--proxy-kind", choices=["lora", "qlora", "full"], help="the proxy fine-tune (default: lora)")
     p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--output", metavar="PATH", help="write the result as JSON here")
@@ -189,8 +195,12 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """--ray-address and --tracking-uri as config overrides."""
+    """--model, --proxy-kind, --ray-address and --tracking-uri as config overrides."""
     out: dict[str, Any] = {}
+    if args.model is not None:
+        out["model"] = {"name_or_path": args.model}
+    if args.proxy_kind is not None:
+        out["proxy"] = {"kind": args.proxy_kind}
     if args.ray_address is not None:
         out["ray"] = {"address": args.ray_address}
     if args.tracking_uri is not None:

@@ -235,3 +235,56 @@ def scored_search(sampler: Any, first: list[dict[str, float]]) -> Any:
         sampler=sampler,
         points_to_evaluate=[{f"u_{a}": u for a, u in p.items()} for p in first],
     )
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def hf_model(folder: Path, *, chat_template: bool = True, hidden: int = 32, texts: list[str] | None = None) -> Path:
+    """A small real Hugging Face model folder, as a user brings one: a ``LlamaForCausalLM`` saved
+    with ``save_pretrained`` (safetensors) and a fast byte-level BPE tokenizer beside it, trained
+    on ``texts`` (default: ``data_rows``), with no pad token and, by default, a ChatML chat
+    template whose turns end with the ``<|im_end|>`` end token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    texts = texts or [f"{r['q']}\n{r['a']}" for r in data_rows()]
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    raw.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(texts, trainer)
+    eos = "<|im_end|>" if chat_template else "<|endoftext|>"
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|endoftext|>", eos_token=eos)
+    if chat_template:
+        tok.chat_template = CHATML
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(folder)
+    import torch
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

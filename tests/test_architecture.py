@@ -215,7 +215,7 @@ before = evaluate(base.load(tok), tok, held, metrics=metrics, max_new=max_new, m
 reports = []
 result = run_proxy(model=base, tokenizer=tok.spec(), train=train, heldout=held, metrics=metrics, max_new=max_new,
                    mixture={"copy": 6, "upper": 6}, recipe=ProxyRecipe(epochs=2, batch_size=4, reports=2), seed=0,
-                   report=lambda step, scores: reports.append(step))
+                   report=lambda step, scores, perf: reports.append(step))
 blocked = [m for m in ABSENT if m in sys.modules]
 print(json.dumps({"file": trainers.__file__, "before": before, "scores": result.scores, "steps": result.steps,
                   "reports": reports, "loaded": blocked, "peft": "peft" in sys.modules}))

@@ -48,7 +48,7 @@ def _write(tmp_path, text):
         ("proxy:\n  lr_rate: 0.1\n", "proxy.lr_rate: unknown key"),
         ("budget: -5\n", "budget: Input should be greater than 0 (got -5)"),
         ("trials: many\n", "trials: Input should be a valid integer"),
-        ("proxy:\n  kind: qlora2\n", "proxy.kind: Input should be 'lora' or 'full'"),
+        ("proxy:\n  kind: qlora2\n", "proxy.kind: Input should be 'lora', 'qlora' or 'full'"),
         ("suite:\n  abilities: [copy, poetry]\n", "unknown ability 'poetry'"),
         ("weights:\n  poetry: 1\n", "weights names ability 'poetry'"),
         ("model:\n  hidden_size: 130\n", "not divisible by num_heads"),

@@ -15,7 +15,7 @@ from typing import Any, Self
 
 from trainers.errors import TrainerError
 
-__all__ = ["ModelSpec", "PretrainRecipe", "ProxyRecipe"]
+__all__ = ["ATTENTION", "BUILTIN_FIELDS", "DTYPES", "PROXY_KINDS", "ModelSpec", "PretrainRecipe", "ProxyRecipe"]
 
 
 class _Plain:
@@ -37,10 +37,30 @@ def _positive(owner: object, *names: str) -> None:
             raise TrainerError(f"{type(owner).__name__}.{name} must be > 0, got {getattr(owner, name)!r}")
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+PROXY_KINDS = ("lora", "qlora", "full")
+# the built-in decoder's shape and tokenizer: meaningless (and refused by allocator.config) next to name_or_path
+BUILTIN_FIELDS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "tokenizer", "vocab_size")
+
+
+def _one_of(owner: object, name: str, allowed: tuple[str, ...]) -> None:
+    if getattr(owner, name) not in allowed:
+        raise TrainerError(
+            f"{type(owner).__name__}.{name} must be one of {', '.join(allowed)}, got {getattr(owner, name)!r}"
+        )
+
+
 @dataclass(frozen=True)
 class ModelSpec(_Plain):
-    """The built-in Llama-style decoder (its shape), and how text becomes its tokens."""
+    """The model every proxy starts from: a Hugging Face causal LM (``name_or_path``: a local
+    ``save_pretrained`` folder or a hub id, trainers.hub) or, unset, the built-in Llama-style
+    decoder of the shape below; and how text becomes its tokens."""
 
+    name_or_path: str | None = None  # None: the built-in decoder
+    revision: str | None = None  # of a hub id: a branch, tag or commit (the driver pins it to a commit)
+    dtype: str = "auto"  # auto: bfloat16 on a GPU that supports it, else float32
+    attn_implementation: str = "sdpa"
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -49,10 +69,12 @@ class ModelSpec(_Plain):
     tokenizer: str = "char"  # 'char', 'bpe' or a local tokenizer folder
     vocab_size: int = 2048  # of a trained 'bpe'
     truncation: str = "right"  # 'left' keeps the end of long prompts
-    trust_remote_code: bool = False  # let a local tokenizer folder run its own code
+    trust_remote_code: bool = False  # let a model or tokenizer folder run its own code
 
     def __post_init__(self) -> None:
         _positive(self, "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length")
+        _one_of(self, "dtype", DTYPES)
+        _one_of(self, "attn_implementation", ATTENTION)
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
             raise TrainerError(
                 f"ModelSpec: hidden_size {self.hidden_size} / num_heads {self.num_heads} must be an even integer"
@@ -76,7 +98,8 @@ class PretrainRecipe(_Plain):
 
 @dataclass(frozen=True)
 class ProxyRecipe(_Plain):
-    """One proxy fine-tune: ``lora`` (peft, every linear layer) or ``full``, and its evaluation."""
+    """One proxy fine-tune: ``lora`` (peft adapters on a frozen base), ``qlora`` (the same on a
+    4-bit NF4 base, bitsandbytes) or ``full``, and its evaluation."""
 
     kind: str = "lora"
     epochs: float = 15.0  # passes over the mixture
@@ -88,10 +111,15 @@ class ProxyRecipe(_Plain):
     reports: int = 2  # evaluations per run (the last at the end)
     max_new_tokens: int = 12
     threads: int = 1  # torch threads inside a run
+    lora_target_modules: tuple[str, ...] | None = None  # module names LoRA adapts; None: every linear layer
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
 
     def __post_init__(self) -> None:
-        if self.kind not in ("lora", "full"):
-            raise TrainerError(f"ProxyRecipe.kind must be 'lora' or 'full', got {self.kind!r}")
+        _one_of(self, "kind", PROXY_KINDS)
+        if self.lora_target_modules is not None:
+            if not self.lora_target_modules:
+                raise TrainerError("ProxyRecipe.lora_target_modules must name at least one module (None: all linear)")
+            object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
         _positive(self, "epochs", "batch_size", "lr", "reports", "max_new_tokens", "threads")
 
     def steps(self, examples: int) -> int:

@@ -1,11 +1,22 @@
-"""Per-ability evaluation: held-out response loss, and exact match by greedy generation.
+"""Per-ability evaluation: held-out response loss, exact match by greedy generation, and
+multiple-choice accuracy by likelihood ranking; per example as well as per ability.
 
-Held-out examples arrive tokenized (``HeldoutItem``), truncated by the same rule
-as training. Every ability gets its mean response loss (nats per loss token);
-abilities scored by exact match also generate greedily from the context before
-their last assistant turn, up to ``max_new`` tokens, and count a hit when the
-generation stopped (an end token) and its text equals the reference (both
-stripped of surrounding whitespace).
+Held-out examples arrive tokenized (``HeldoutItem``), truncated by the same rule as
+training. Every ability gets its mean response loss (nats per loss token, over all its
+examples' loss tokens). The ability's metric adds one score:
+
+- ``exact_match``: greedy generation (``model.generate`` with a KV cache, batched, left
+  padded) from the context before the last assistant turn, up to ``max_new`` tokens; a hit
+  when the generation stopped (a stop token of the tokenizer) and its text equals the
+  reference (both stripped of surrounding whitespace);
+- ``choice``: the candidate answers of the example (``HeldoutItem.choices``, each a whole
+  example with that candidate as the last assistant turn) ranked by their mean token
+  log-likelihood over the loss tokens, as training would score them; a hit when the
+  reference ranks first.
+
+``evaluate_examples`` returns the per-example results (each example's loss, and whether it
+was right), so that later work can put error bars on the scores; ``evaluate`` the
+per-ability means the search reads.
 """
 
 from __future__ import annotations
@@ -16,7 +27,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["HeldoutItem", "collate", "evaluate", "greedy"]
+__all__ = ["AbilityEval", "HeldoutItem", "collate", "evaluate", "evaluate_examples", "greedy", "greedy_uncached"]
+
+METRICS = ("exact_match", "loss", "choice")
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,27 @@ class HeldoutItem:
     mask: list[int]  # loss mask
     prompt: int  # ids[:prompt] is the context before the last assistant turn
     reference: str  # the last assistant turn's text
+    # metric "choice": each candidate as a whole example (ids, loss mask), and which one is the reference
+    choices: tuple[tuple[list[int], list[int]], ...] = ()
+    answer: int = -1
+
+
+@dataclass(frozen=True)
+class AbilityEval:
+    """One ability's held-out results, per example."""
+
+    losses: list[float]  # each example's mean loss per loss token
+    tokens: list[int]  # each example's loss tokens
+    correct: list[bool] | None  # exact match or choice, per example; None for a loss-only ability
+    metric: str
+
+    def scores(self) -> dict[str, float]:
+        """``{"loss": mean per token, metric: accuracy}`` (no second key for a loss metric)."""
+        total = sum(loss * n for loss, n in zip(self.losses, self.tokens, strict=True))
+        out = {"loss": total / max(sum(self.tokens), 1)}
+        if self.correct is not None:
+            out[self.metric] = sum(self.correct) / max(len(self.correct), 1)
+        return out
 
 
 def collate(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int = 0) -> dict[str, torch.Tensor]:
@@ -45,37 +79,81 @@ def _device(model: Any) -> torch.device:
 
 
 @torch.no_grad()
-def _response_loss(model: Any, items: Sequence[HeldoutItem], pad_id: int, chunk: int) -> float:
-    total, count = 0.0, 0
-    for start in range(0, len(items), chunk):
-        enc = [(it.ids, it.mask) for it in items[start : start + chunk]]
-        batch = {k: v.to(_device(model)) for k, v in collate(enc, pad_id).items()}
+def _row_losses(
+    model: Any, encoded: Sequence[tuple[list[int], list[int]]], pad_id: int, chunk: int
+) -> tuple[list[float], list[int]]:
+    """Each row's summed negative log-likelihood over its loss tokens, and their number."""
+    sums: list[float] = []
+    counts: list[int] = []
+    for start in range(0, len(encoded), chunk):
+        batch = {k: v.to(_device(model)) for k, v in collate(encoded[start : start + chunk], pad_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
+            logits[:, :-1].float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
         )
-        total += nll.item()
-        count += int((labels != -100).sum())
-    return total / max(count, 1)
+        sums += nll.sum(1).tolist()
+        counts += (labels != -100).sum(1).tolist()
+    return sums, counts
 
 
-@torch.no_grad()
-def greedy(
-    model: Any, prompts: list[list[int]], max_new_tokens: int, max_length: int, pad_id: int, stops: set[int]
-) -> list[list[int]]:
-    """Greedy decoding of left-padded prompts, no sampling: deterministic. A row's output
-    ends with its stop token when it produced one."""
+def _left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     attn = torch.zeros_like(ids)
     for i, p in enumerate(prompts):
         ids[i, width - len(p) :] = torch.tensor(p)
         attn[i, width - len(p) :] = 1
-    ids, attn = ids.to(_device(model)), attn.to(_device(model))
-    out: list[list[int]] = [[] for _ in prompts]
+    return ids.to(device), attn.to(device)
+
+
+def _limits(prompts: list[list[int]], max_new_tokens: int, max_length: int) -> list[int]:
     # each row's own limit: a long prompt elsewhere in the batch must not shorten it
-    limits = [max(0, min(max_new_tokens, max_length - len(p))) for p in prompts]
+    return [max(0, min(max_new_tokens, max_length - len(p))) for p in prompts]
+
+
+@torch.no_grad()
+def greedy(
+    model: Any, prompts: list[list[int]], max_new_tokens: int, max_length: int, pad_id: int, stops: set[int]
+) -> list[list[int]]:
+    """Greedy decoding of left-padded prompts by ``generate`` with a KV cache: deterministic,
+    one forward pass of one token per new token. A row's output ends with its stop token when
+    it produced one, and never exceeds its own limit (``max_length`` minus its prompt)."""
+    from transformers import GenerationConfig
+
+    limits = _limits(prompts, max_new_tokens, max_length)
+    steps = max(limits, default=0)
+    if steps == 0:
+        return [[] for _ in prompts]
+    ids, attn = _left_pad(prompts, pad_id, _device(model))
+    # a fresh config: a checkpoint's own generation_config (sampling, temperature) must not apply
+    config = GenerationConfig(
+        max_new_tokens=steps,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=sorted(stops),
+        pad_token_id=pad_id,
+        use_cache=True,
+    )
+    new = model.generate(input_ids=ids, attention_mask=attn, generation_config=config)[:, ids.shape[1] :].tolist()
+    out = []
+    for row, limit in zip(new, limits, strict=True):
+        row = row[:limit]  # the batch ran to its longest limit; a row stops at its own
+        end = next((k for k, t in enumerate(row) if t in stops), None)
+        out.append(row if end is None else row[: end + 1])
+    return out
+
+
+@torch.no_grad()
+def greedy_uncached(
+    model: Any, prompts: list[list[int]], max_new_tokens: int, max_length: int, pad_id: int, stops: set[int]
+) -> list[list[int]]:
+    """The reference for ``greedy``: the whole sequence through the model for every new token
+    (no cache, quadratic in the answer's length). Kept to test ``greedy`` against and to
+    measure it (experiments/eval_speed.py); not used by the proxy."""
+    ids, attn = _left_pad(prompts, pad_id, _device(model))
+    out: list[list[int]] = [[] for _ in prompts]
+    limits = _limits(prompts, max_new_tokens, max_length)
     done = [lim == 0 for lim in limits]
     for _ in range(max(limits, default=0)):
         # positions count real tokens only, so left padding does not shift them
@@ -98,6 +176,61 @@ def greedy(
     return out
 
 
+def _exact_match(model: Any, tok: Any, items: Sequence[HeldoutItem], max_new: int, max_length: int, chunk: int):
+    stops = tok.stop_ids()
+    correct: list[bool] = []
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        gens = greedy(model, [it.ids[: it.prompt] for it in part], max_new, max_length, tok.pad_id, stops)
+        for g, it in zip(gens, part, strict=True):
+            stopped = bool(g) and g[-1] in stops
+            correct.append(stopped and tok.decode(g).strip() == it.reference.strip())
+    return correct
+
+
+def _choice(model: Any, items: Sequence[HeldoutItem], pad_id: int, chunk: int) -> list[bool]:
+    rows = [c for it in items for c in it.choices]
+    sums, counts = _row_losses(model, rows, pad_id, chunk)
+    mean = [s / max(n, 1) for s, n in zip(sums, counts, strict=True)]  # minus the mean log-likelihood
+    correct, k = [], 0
+    for it in items:
+        scores = mean[k : k + len(it.choices)]
+        k += len(it.choices)
+        # the first best on ties: candidates are deduplicated, so a tie is two different texts
+        correct.append(min(range(len(scores)), key=scores.__getitem__) == it.answer)
+    return correct
+
+
+def evaluate_examples(
+    model: Any,
+    tok: Any,
+    heldout: Mapping[str, Sequence[HeldoutItem]],
+    *,
+    metrics: Mapping[str, str],
+    max_new: Mapping[str, int],
+    max_length: int,
+    chunk: int = 64,
+) -> dict[str, AbilityEval]:
+    """Every held-out example's results, per ability (module doc)."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, AbilityEval] = {}
+    try:
+        for ability, items in heldout.items():
+            metric = metrics[ability]
+            sums, counts = _row_losses(model, [(it.ids, it.mask) for it in items], tok.pad_id, chunk)
+            correct: list[bool] | None = None
+            if metric == "exact_match":
+                correct = _exact_match(model, tok, items, max_new[ability], max_length, chunk)
+            elif metric == "choice":
+                correct = _choice(model, items, tok.pad_id, chunk)
+            losses = [s / max(n, 1) for s, n in zip(sums, counts, strict=True)]
+            out[ability] = AbilityEval(losses=losses, tokens=counts, correct=correct, metric=metric)
+    finally:
+        model.train(was_training)
+    return out
+
+
 def evaluate(
     model: Any,
     tok: Any,
@@ -108,26 +241,7 @@ def evaluate(
     max_length: int,
     chunk: int = 64,
 ) -> dict[str, dict[str, float]]:
-    """``{ability: {"loss": ..., "exact_match": ...}}``; exact match only where ``metrics`` asks."""
-    was_training = model.training
-    model.eval()
-    stops = tok.stop_ids()
-    out: dict[str, dict[str, float]] = {}
-    try:
-        for ability, items in heldout.items():
-            out[ability] = {"loss": _response_loss(model, items, tok.pad_id, chunk)}
-            if metrics[ability] != "exact_match":
-                continue
-            correct = 0
-            for start in range(0, len(items), chunk):
-                part = items[start : start + chunk]
-                gens = greedy(
-                    model, [it.ids[: it.prompt] for it in part], max_new[ability], max_length, tok.pad_id, stops
-                )
-                for g, it in zip(gens, part, strict=True):
-                    stopped = bool(g) and g[-1] in stops
-                    correct += stopped and tok.decode(g).strip() == it.reference.strip()
-            out[ability]["exact_match"] = correct / max(len(items), 1)
-    finally:
-        model.train(was_training)
-    return out
+    """``{ability: {"loss": ..., metric: ...}}``: the means of ``evaluate_examples``; the second
+    key (``exact_match`` or ``choice``) only where ``metrics`` asks for it."""
+    per = evaluate_examples(model, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length, chunk=chunk)
+    return {a: e.scores() for a, e in per.items()}

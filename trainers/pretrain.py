@@ -48,6 +48,7 @@ from trainers.tokenizer import (
 __all__ = ["BUILD_VERSION", "CachedBase", "build_or_load_base", "build_or_load_tokenizer", "cache_dir"]
 
 BUILD_VERSION = 2
+_BUILT_FROM = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length", "tokenizer", "vocab_size")
 
 
 def cache_dir() -> Path:
@@ -67,6 +68,17 @@ def build_or_load_tokenizer(
 ) -> CharTokenizer | HFTokenizer:
     """The tokenizer ``spec.tokenizer`` names; a ``bpe`` one is trained on ``texts()`` once
     and cached under the digest of its settings and its corpus."""
+    if spec.name_or_path is not None:  # a pretrained model brings its own tokenizer
+        from trainers.hub import is_local
+
+        where = spec.name_or_path
+        return load_tokenizer_dir(
+            where,
+            trust_remote_code=spec.trust_remote_code,
+            revision=spec.revision,
+            field="model.name_or_path",
+            local=is_local(where),
+        )
     kind = spec.tokenizer
     if kind == "char":
         return CharTokenizer()
@@ -101,9 +113,12 @@ class CachedBase:
 
 
 def _recipe(spec: ModelSpec, pre: PretrainRecipe, tok: Any, corpus_digest: str) -> dict[str, Any]:
-    # the trust flag changes nothing in the weights; the tokenizer is identified by content
-    model = {k: v for k, v in spec.to_dict().items() if k not in ("trust_remote_code", "truncation")}
-    tok_id = "char" if tok.spec()["kind"] == "char" else _digest(tok.spec())
+    # the trust flag, truncation and the fields of a pretrained model (or its run's dtype and
+    # attention kernel: pretraining is float32) change nothing in the built weights; the
+    # tokenizer is identified by content
+    model = {k: v for k, v in spec.to_dict().items() if k in _BUILT_FROM}
+    tok_spec = {k: v for k, v in tok.spec().items() if k != "stop_ids"}
+    tok_id = "char" if tok_spec["kind"] == "char" else _digest(tok_spec)
     return {
         "build_version": BUILD_VERSION,
         "model": model,

@@ -11,18 +11,23 @@ loss on response tokens only, and evaluates every ability on its held-out set
 a bad trial early).
 
 ``kind="lora"``: peft LoRA on every linear layer of the frozen base (the recipe
-the proxy stands in for). ``kind="full"``: all parameters, for pools where a
-from-scratch proxy is the honest choice (as in RegMix and DoReMi).
+the proxy stands in for; ``lora_target_modules`` narrows it). ``kind="qlora"``: the same
+adapters on a 4-bit NF4 base (trainers.quantization). ``kind="full"``: all parameters, for
+pools where a from-scratch proxy is the honest choice (as in RegMix and DoReMi).
+``gradient_checkpointing`` trades compute for activation memory. A bfloat16 or float16 run
+(``model.dtype``) computes under autocast; float16 scales its loss.
 
 Deterministic for a given seed and thread count: the same seed initialises
 LoRA and orders the data in every trial, so trials differ only in the mixture.
 It runs on the GPU when one is visible (Ray exposes the GPUs a trial reserved
-via ``resources.gpus_per_trial`` and hides them otherwise), else on the CPU.
+via ``resources.gpus_per_trial``, a fraction when several trials share one, and hides the
+others), else on the CPU.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,19 +37,30 @@ import torch
 from trainers.config import ProxyRecipe
 from trainers.errors import TrainerError
 from trainers.evaluation import HeldoutItem, collate, evaluate
-from trainers.models import ModelRef
+from trainers.models import ModelRef, torch_dtype
 from trainers.tokenizer import tokenizer_from_spec
 
-__all__ = ["ProxyResult", "Report", "run_proxy", "select_examples", "wrap_lora"]
+__all__ = [
+    "ProxyModel",
+    "ProxyResult",
+    "Report",
+    "evaluate_base",
+    "load_proxy",
+    "run_proxy",
+    "select_examples",
+    "wrap_lora",
+]
 
-Report = Callable[[int, dict[str, dict[str, float]]], None]  # step, raw scores per ability
+Report = Callable[[int, dict[str, dict[str, float]], dict[str, float]], None]  # step, raw scores, speed
 
 
 @dataclass(frozen=True)
 class ProxyResult:
     steps: int
     examples: int
-    scores: dict[str, dict[str, float]]  # ability -> {"loss", and "exact_match" where scored so}
+    scores: dict[str, dict[str, float]]  # ability -> {"loss", and "exact_match" or "choice" where scored so}
+    tokens: int = 0  # real (not padding) tokens trained on
+    train_seconds: float = 0.0  # in training steps, evaluations not counted
 
 
 def select_examples(pool: Mapping[str, Sequence[Any]], mixture: Mapping[str, int], max_repeats: int = 1) -> list[Any]:
@@ -61,17 +77,94 @@ def select_examples(pool: Mapping[str, Sequence[Any]], mixture: Mapping[str, int
 
 
 def wrap_lora(model: Any, recipe: ProxyRecipe) -> Any:
-    """peft LoRA adapters on every linear layer of ``model``, which stays frozen."""
+    """peft LoRA adapters on ``recipe.lora_target_modules`` of ``model`` (default every linear
+    layer), which stays frozen. The adapters' weights are float32 whatever the base's dtype
+    (peft's default), so that a bfloat16 or float16 base still takes exact small updates."""
     from peft import LoraConfig, get_peft_model  # heavy import, only where LoRA is used
 
+    targets = list(recipe.lora_target_modules) if recipe.lora_target_modules else "all-linear"
     cfg = LoraConfig(
         r=recipe.lora_r,
         lora_alpha=recipe.lora_alpha,
         lora_dropout=recipe.lora_dropout,
-        target_modules="all-linear",
+        target_modules=targets,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, cfg)
+    try:
+        return get_peft_model(model, cfg)
+    except ValueError as e:  # target modules that the model does not have
+        raise TrainerError(f"proxy.lora_target_modules: {str(e).splitlines()[0]}") from None
+
+
+@dataclass
+class ProxyModel:
+    """A model loaded as a proxy trains it: ``net`` on ``device``, its compute ``dtype``."""
+
+    net: Any
+    device: torch.device
+    dtype: torch.dtype
+
+    def autocast(self) -> Any:
+        """Mixed precision for a bfloat16 or float16 run, nothing for float32."""
+        enabled = self.dtype != torch.float32
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
+
+
+def load_proxy(model: ModelRef, tok: Any, recipe: ProxyRecipe, *, adapters: bool = True) -> ProxyModel:
+    """The model of a proxy run (``adapters=False``: the untrained base as such a run sees it,
+    quantized for ``qlora``), on the GPU when one is visible (Ray exposes the GPUs a trial
+    reserved and hides the others), else the CPU.
+
+    ``lora``: the base in the run's dtype, float32 adapters. ``qlora``: an NF4 base
+    (trainers.quantization; exact CPU gradients checked first), float32 adapters.
+    ``full``: float32 weights (the optimizer's master copy), computed in the run's dtype."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch_dtype(model.spec.dtype, device)
+    if recipe.kind == "qlora":
+        from trainers.quantization import check_4bit_gradients, nf4_config, protect_cpu_4bit
+
+        check_4bit_gradients(device)
+        net = model.load(tok, dtype=dtype, quantization=nf4_config(device), device=device)
+        if device.type == "cpu":
+            protect_cpu_4bit(net)  # before any evaluation pass (module doc of trainers.quantization)
+        if adapters:
+            from peft import prepare_model_for_kbit_training
+
+            net = prepare_model_for_kbit_training(
+                net,
+                use_gradient_checkpointing=recipe.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+    else:
+        net = model.load(tok, dtype=torch.float32 if recipe.kind == "full" else dtype, device=device)
+        if adapters and recipe.gradient_checkpointing:
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if adapters and recipe.kind in ("lora", "qlora"):
+        net = wrap_lora(net, recipe)
+    return ProxyModel(net, device, dtype)
+
+
+def evaluate_base(
+    *,
+    model: ModelRef,
+    tokenizer: Mapping[str, Any],
+    heldout: Mapping[str, Sequence[HeldoutItem]],
+    metrics: Mapping[str, str],
+    max_new: Mapping[str, int],
+    recipe: ProxyRecipe,
+    threads: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """The untrained base's raw scores, loaded as the proxy runs of ``recipe`` load it (the same
+    device, dtype and quantization): the 0 of every normalized score."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads or recipe.threads)
+    try:
+        tok = tokenizer_from_spec(dict(tokenizer))
+        pm = load_proxy(model, tok, recipe, adapters=False)
+        with pm.autocast():
+            return evaluate(pm.net, tok, heldout, metrics=metrics, max_new=max_new, max_length=model.spec.max_length)
+    finally:
+        torch.set_num_threads(prev)
 
 
 def run_proxy(
@@ -90,20 +183,23 @@ def run_proxy(
 ) -> ProxyResult:
     """One proxy fine-tune (module doc). ``tokenizer`` is a ``spec()`` (trainers.tokenizer);
     ``train`` holds each ability's training order as (token ids, loss mask) pairs;
-    ``heldout``, ``metrics`` (``exact_match`` or ``loss``) and ``max_new`` (generation limit)
-    say how each ability is scored."""
+    ``heldout``, ``metrics`` (``exact_match``, ``choice`` or ``loss``) and ``max_new``
+    (generation limit) say how each ability is scored. ``report(step, scores, perf)`` gets
+    each evaluation and the speed so far (``tokens_per_s``: real tokens, not padding, per
+    second of training; ``peak_gpu_memory_mb`` on a GPU)."""
     torch.manual_seed(seed)
     torch.set_num_threads(recipe.threads)
     tok = tokenizer_from_spec(dict(tokenizer))
     max_length = model.spec.max_length
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = model.load(tok)
-    if recipe.kind == "lora":
-        net = wrap_lora(net, recipe)
-    net.to(device)
+    pm = load_proxy(model, tok, recipe)
+    net, device = pm.net, pm.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
+    # float16 needs loss scaling, or small gradients underflow to 0; bfloat16 and float32 do not
+    scaler = torch.amp.GradScaler(device.type, enabled=pm.dtype == torch.float16)
 
     # tokenized and truncated by the caller: nothing here is dropped
     encoded = select_examples(train, mixture, max_repeats)
@@ -124,9 +220,11 @@ def run_proxy(
         order.extend(perm)
 
     scores: dict[str, dict[str, float]] = {}
+    tokens, seconds = 0, 0.0
     net.train()
     for step in range(1, steps + 1):
         if encoded:
+            t0 = time.perf_counter()
             # linear warmup, then linear decay to 10% of the peak rate
             frac = (step - 1) / steps
             lr = recipe.lr * min(1.0, step / warmup) * (1.0 - 0.9 * frac)
@@ -136,13 +234,24 @@ def run_proxy(
                 k: v.to(device)
                 for k, v in collate([encoded[i] for i in order[(step - 1) * bs : step * bs]], tok.pad_id).items()
             }
-            loss = net(**batch).loss
+            with pm.autocast():
+                loss = net(**batch).loss
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds += time.perf_counter() - t0
+            tokens += int(batch["attention_mask"].sum())
         if step in report_at:
-            scores = evaluate(net, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length)
+            with pm.autocast():
+                scores = evaluate(net, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length)
+            perf = {"tokens_per_s": tokens / seconds if seconds > 0 else 0.0}
+            if device.type == "cuda":
+                perf["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             for _ in range(report_at.count(step) if report is not None else 0):
-                report(step, scores)
-    return ProxyResult(steps=steps, examples=len(encoded), scores=scores)
+                report(step, scores, perf)
+    return ProxyResult(steps=steps, examples=len(encoded), scores=scores, tokens=tokens, train_seconds=seconds)

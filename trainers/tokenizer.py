@@ -12,6 +12,9 @@ Three kinds, chosen by ``model.tokenizer``:
 - a local folder holding a Hugging Face tokenizer (``tokenizer.json`` or what
   ``AutoTokenizer`` reads); ``model.trust_remote_code`` is off by default.
 
+A pretrained model (``model.name_or_path``) always brings its own tokenizer, loaded
+from its folder or hub commit; token budgets count with it.
+
 **Template.** A tokenizer with a chat template renders conversations with it;
 the loss mask covers the characters each assistant message adds after the
 generation prompt, found by rendering the conversation prefix by prefix (a
@@ -141,14 +144,18 @@ class CharTokenizer:
 class HFTokenizer:
     """A Hugging Face fast tokenizer with this project's template rules (module doc)."""
 
-    def __init__(self, tok: Any, name: str) -> None:
+    def __init__(self, tok: Any, name: str, stops: Sequence[int] | None = None) -> None:
         if tok.eos_token_id is None:
             raise TrainerError(f"tokenizer {name}: has no eos_token (needed to end assistant turns)")
         self.tok, self.name = tok, name
         self.eos_id: int = tok.eos_token_id
         self.bos_id: int | None = tok.bos_token_id
+        # no pad token (many base checkpoints): pad with <eos>; padding is masked out everywhere
         self.pad_id: int = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.chat_template: str | None = getattr(tok, "chat_template", None) or None
+        # fixed where the tokenizer was loaded: a tokenizer rebuilt from its JSON on a worker
+        # knows only the specials it was given by name
+        self._stops = set(stops) if stops is not None else self._find_stops()
 
     @property
     def vocab_size(self) -> int:
@@ -162,12 +169,17 @@ class HFTokenizer:
         cut = next((k for k, i in enumerate(ids) if i in stops), len(ids))
         return self.tok.decode(list(ids[:cut]), skip_special_tokens=True)
 
+    def _find_stops(self) -> set[int]:
+        if self.chat_template is None:
+            return {self.eos_id}
+        special = set(self.tok.all_special_ids)
+        special |= {i for i, t in getattr(self.tok, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
+        return special - {self.pad_id} | {self.eos_id}
+
     def stop_ids(self) -> set[int]:
         """Generation ends at ``<eos>``, and with a chat template at any special token
         (templates close a turn with their own, e.g. ``<|im_end|>``)."""
-        if self.chat_template is None:
-            return {self.eos_id}
-        return {self.eos_id, *self.tok.all_special_ids} - {self.pad_id} | {self.eos_id}
+        return set(self._stops)
 
     def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
         try:
@@ -208,6 +220,7 @@ class HFTokenizer:
             "bos_token": self.tok.bos_token,
             "eos_token": self.tok.eos_token,
             "pad_token": self.tok.pad_token,
+            "stop_ids": sorted(self._stops),
         }
 
 
@@ -255,7 +268,7 @@ def tokenizer_from_spec(spec: dict[str, Any]) -> CharTokenizer | HFTokenizer:
     tok = _fast(spec["tokenizer_json"], **specials)
     if spec.get("chat_template"):
         tok.chat_template = spec["chat_template"]
-    return HFTokenizer(tok, spec["name"])
+    return HFTokenizer(tok, spec["name"], stops=spec.get("stop_ids"))
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, name: str = "bpe") -> HFTokenizer:
@@ -279,20 +292,35 @@ def train_bpe(texts: Iterable[str], vocab_size: int, name: str = "bpe") -> HFTok
     return HFTokenizer(tok, name)
 
 
-def load_tokenizer_dir(path: str, *, trust_remote_code: bool = False) -> HFTokenizer:
-    """A tokenizer saved in a local folder; never a hub download."""
+def load_tokenizer_dir(
+    path: str,
+    *,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    field: str = "model.tokenizer",
+    local: bool = True,
+) -> HFTokenizer:
+    """A tokenizer saved in a local folder, or (``local=False``) a hub model's at ``revision``."""
     p = Path(path)
-    if not p.is_dir():
-        raise TrainerError(f"model.tokenizer: {path}: not 'char', 'bpe' or a local tokenizer folder")
+    if local and not p.is_dir():
+        raise TrainerError(f"{field}: {path}: not 'char', 'bpe' or a local tokenizer folder")
     from transformers import AutoTokenizer
 
+    from trainers.hub import hub_offline
+
     try:
-        tok = AutoTokenizer.from_pretrained(str(p), trust_remote_code=trust_remote_code, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(
+            str(p) if local else path,
+            trust_remote_code=trust_remote_code,
+            local_files_only=local or hub_offline(),
+            **({} if local or revision is None else {"revision": revision}),
+        )
     except Exception as e:
-        raise TrainerError(f"model.tokenizer: {path}: cannot load a tokenizer: {str(e).splitlines()[0]}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainerError(f"{field}: {path}: cannot load a tokenizer: {first}") from None
     if not getattr(tok, "is_fast", False):
-        raise TrainerError(f"model.tokenizer: {path}: a fast tokenizer (tokenizer.json) is required")
-    return HFTokenizer(tok, str(p))
+        raise TrainerError(f"{field}: {path}: a fast tokenizer (tokenizer.json) is required")
+    return HFTokenizer(tok, path)
 
 
 def truncate(

@@ -8,7 +8,9 @@ scale, not the ability, decide the mixture. Each is therefore turned into the
 proxy fine-tune, evaluated once per optimization on the same held-out set) and
 a perfect model:
 
-- exact match: ``(em - em_base) / (1 - em_base)``  (1 when the base is already perfect);
+- exact match, and ``choice`` (multiple-choice accuracy by likelihood ranking):
+  ``(acc - acc_base) / (1 - acc_base)``  (1 when the base is already perfect); the base
+  ranks at about chance, so ``choice`` measures what the mixture taught beyond it;
 - loss: ``(loss_base - loss) / loss_base``  (the perfect model's loss is 0).
 
 0 means "no better than the base", 1 "perfect", negative "worse than the base".
@@ -24,12 +26,12 @@ from collections.abc import Mapping
 
 __all__ = ["METRICS", "normalized", "objective", "scores"]
 
-METRICS = ("exact_match", "loss")
+METRICS = ("exact_match", "loss", "choice")
 
 
 def normalized(metric: str, value: float, base: float) -> float:
     """The fraction of the gap between the base and a perfect model that ``value`` closes."""
-    if metric == "exact_match":
+    if metric in ("exact_match", "choice"):  # accuracies: of generations, of ranking candidates
         return 1.0 if base >= 1.0 else (value - base) / (1.0 - base)
     if metric == "loss":
         return 0.0 if base <= 0.0 else (base - value) / base

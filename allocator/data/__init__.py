@@ -21,10 +21,17 @@ A row with an empty instruction, response or turn is an error, or a counted
 drop with ``empty="drop"`` (real data has them: all 1,400 ``trec`` rows of the
 T0 mixture have empty completions). Other malformed rows are always errors:
 silently skipping them would change the pool.
+
+Candidate answers for the ``choice`` metric come from the row (``options``: a field holding
+a list of strings) or from the prompt (``options_pattern``: a regular expression whose
+matches in the last user turn are the candidates), per source. Never from other rows'
+answers: when the prompt lists its options, "pick the candidate that appears in the prompt"
+would win without learning anything.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,6 +85,7 @@ class Record:
     ability: str
     source: str
     row: int
+    options: tuple[str, ...] | None = None  # candidate answers (metric choice), from a field or the prompt
 
     @property
     def prompt(self) -> str:
@@ -115,8 +123,12 @@ def load_source(
     unresolved: Literal["exclude", "error"] = "exclude",
     empty: Literal["error", "drop"] = "error",
     max_line_chars: int = 1_000_000,
+    options: str | None = None,
+    options_pattern: str | None = None,
 ) -> LoadedSource:
-    """Read and validate one source; see the module doc for how abilities resolve."""
+    """Read and validate one source; see the module doc for how abilities resolve and where
+    a row's candidate answers come from."""
+    pattern = re.compile(options_pattern, re.MULTILINE) if options_pattern else None
     if format not in FORMATS:
         raise DataError(f"{path}: unknown format {format!r} (expected one of {', '.join(FORMATS)})")
     if (ability is None) == (ability_field is None):
@@ -155,7 +167,12 @@ def load_source(
                     continue
             else:
                 name = raw
-        out.records.append(Record(tuple(turns), name, path, row))
+        found = None
+        if options is not None:
+            found = _options_field(rec, options, path, row)
+        elif pattern is not None:
+            found = _options_in_prompt(turns, pattern)
+        out.records.append(Record(tuple(turns), name, path, row, found))
     if ability_map:
         missing = sorted(set(ability_map) - labels_seen)
         if missing:
@@ -164,6 +181,30 @@ def load_source(
                 f"(labels present: {', '.join(sorted(labels_seen)[:12])})"
             )
     return out
+
+
+def _options_field(rec: Any, column: str, path: str, row: int) -> tuple[str, ...] | None:
+    value = rec.get(column) if isinstance(rec, Mapping) else None
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DataError(f"{path}: row {row}: field '{column}': expected a list of candidate answers (strings)")
+    return _distinct(value)
+
+
+def _options_in_prompt(turns: list[Turn], pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    prompt = next((t.content for t in reversed(turns[:-1]) if t.role == "user"), "")
+    found = [m.group(1) if pattern.groups else m.group(0) for m in pattern.finditer(prompt)]
+    return _distinct(found) or None
+
+
+def _distinct(values: list[str]) -> tuple[str, ...]:
+    """Stripped, non-empty, first occurrence kept: two equal candidates would tie."""
+    seen: dict[str, None] = {}
+    for v in values:
+        if v.strip():
+            seen.setdefault(v.strip(), None)
+    return tuple(seen)
 
 
 def by_ability(records: list[Record]) -> dict[str, list[Record]]:

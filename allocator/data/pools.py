@@ -9,7 +9,9 @@ and template, applies the truncation rule, and drops what cannot be used:
   the ability's order (before any trial, so counts and budgets are exact) and
   counted in the summary as ``truncated_away``;
 - a held-out example is ``unscorable`` when truncation cuts into its last
-  assistant turn (the reference): it is left out of evaluation and counted.
+  assistant turn (the reference): it is left out of evaluation and counted; so is one
+  of an ability scored by ``choice`` without its reference among two or more candidate
+  answers (each encoded as the last assistant turn, truncated by the same rule).
 
 The driver does this once (``prepare_pools``: read, split, build or load the
 tokenizer, encode); trials receive token ids, never files. The summary
@@ -20,22 +22,26 @@ budget plan (allocator.mixture) a search allocates under.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allocator.config import OptimizeConfig
-from allocator.data import DataError, by_ability, content_hash, detect_format, load_source, split_pools
+from allocator.data import DataError, Turn, by_ability, content_hash, detect_format, load_source, split_pools
 from allocator.data.suite import build_suite
 from allocator.errors import UserError
 from allocator.mixture.plan import BudgetPlan
 from trainers.errors import TrainerError
 from trainers.evaluation import HeldoutItem
 from trainers.tokenizer import encode_many, prompt_length, truncate
+
+if TYPE_CHECKING:
+    from trainers.config import ModelSpec
 
 __all__ = ["Pools", "RawPools", "corpus", "encode_pools", "load_records", "prepare_pools", "trainer_errors"]
 
@@ -89,6 +95,8 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
             unresolved=data.unresolved,
             empty=src.empty,
             max_line_chars=data.max_line_chars,
+            options=src.options,
+            options_pattern=src.options_pattern,
         )
         (heldout if src.split == "heldout" else train).extend(loaded.records)
         for reason, n in loaded.dropped.items():
@@ -109,6 +117,13 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
     for a in data.metrics:
         if a not in groups:
             raise DataError(f"data.metrics: ability '{a}' does not occur in the data (present: {', '.join(groups)})")
+    metric_of = {a: data.metrics.get(a, data.default_metric) for a in groups}
+    for a in groups:
+        if metric_of[a] == "choice" and not any(r.options for r in [*groups[a], *given.get(a, [])]):
+            raise DataError(
+                f"data.metrics: ability '{a}' is scored by choice, but none of its rows has candidate answers "
+                "(give its source an options field or an options_pattern that finds them in the prompt)"
+            )
     if len(groups) < 2:
         raise DataError(f"data: {len(groups)} abilit{'y' if len(groups) == 1 else 'ies'} found; a mixture needs 2")
     size = data.heldout_size if data.heldout_fraction is None else None
@@ -123,7 +138,7 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
     return RawPools(
         train={a: list(p.train[:cap]) for a, p in pools.items()},
         heldout={a: list(p.heldout) for a, p in pools.items()},
-        metrics={a: data.metrics.get(a, data.default_metric) for a in pools},
+        metrics={a: metric_of[a] for a in pools},
         info={a: {"examples": len(groups[a]), "duplicates_removed": p.duplicates_removed} for a, p in pools.items()},
         dropped=dict(dropped),
         dropped_rows={k: v[:5] for k, v in dropped_rows.items()},
@@ -222,16 +237,37 @@ class Pools:
         return h.hexdigest()
 
 
-def _heldout_item(record: Any, ids: list[int], mask: list[int], max_length: int, side: str) -> HeldoutItem | None:
+def _whole(ids: list[int], mask: list[int], max_length: int, side: str) -> tuple[list[int], list[int]] | None:
+    """The example truncated like training, or None when truncation cuts into its last
+    assistant turn (the reference, or a candidate answer): then it cannot be scored."""
     cut = truncate(ids, mask, max_length, side)  # type: ignore[arg-type]
     if cut is None:
         return None
     start, full_start = prompt_length(cut[1]), prompt_length(mask)
-    # the whole reference (last assistant turn) must survive truncation, or it cannot be scored
-    if cut[0][start:] != ids[full_start:]:
+    return cut if cut[0][start:] == ids[full_start:] else None
+
+
+def _heldout_item(
+    tok: Any, record: Any, ids: list[int], mask: list[int], max_length: int, side: str, choice: bool
+) -> HeldoutItem | None:
+    cut = _whole(ids, mask, max_length, side)
+    if cut is None:
         return None
     reference = next(t.content for t in reversed(record.turns) if t.role == "assistant")
-    return HeldoutItem(ids=cut[0], mask=cut[1], prompt=start, reference=reference)
+    item = HeldoutItem(ids=cut[0], mask=cut[1], prompt=prompt_length(cut[1]), reference=reference)
+    if not choice:
+        return item
+    # every candidate as the last assistant turn, scored like the reference; the row must list its
+    # reference among two or more candidates, all of which survive truncation
+    options = list(record.options or ())
+    if len(options) < 2 or reference.strip() not in options:
+        return None
+    context = list(record.turns[:-1])
+    encoded = encode_many(tok, [[*context, Turn("assistant", o)] for o in options])
+    choices = [_whole(i, m, max_length, side) for i, m in encoded]
+    if any(c is None for c in choices):
+        return None
+    return dataclasses.replace(item, choices=tuple(choices), answer=options.index(reference.strip()))  # type: ignore[arg-type]
 
 
 def encode_pools(
@@ -255,11 +291,18 @@ def encode_pools(
                 f"ability '{a}': every training example loses its response to truncation at "
                 f"model.max_length {max_length} ({fix})"
             )
+        choice = raw.metrics[a] == "choice"
         held = [
-            _heldout_item(r, ids, m, max_length, truncation)
+            _heldout_item(tok, r, ids, m, max_length, truncation, choice)
             for r, (ids, m) in zip(raw.heldout[a], encode_many(tok, [r.turns for r in raw.heldout[a]]), strict=True)
         ]
         heldout[a] = [h for h in held if h is not None]
+        if not heldout[a] and choice:
+            raise DataError(
+                f"ability '{a}': metric choice: none of its {len(held)} held-out examples lists its reference among "
+                f"two or more candidate answers that fit model.max_length {max_length} (check the source's options "
+                "or options_pattern)"
+            )
         if not heldout[a]:
             raise DataError(
                 f"ability '{a}': no held-out example keeps its whole reference at model.max_length {max_length} ({fix})"
@@ -306,9 +349,13 @@ def trainer_errors() -> Iterator[None]:
         raise UserError(str(e)) from None
 
 
-def prepare_pools(cfg: OptimizeConfig, log: Callable[[str], None] | None = None) -> tuple[Pools, Any, Any]:
+def prepare_pools(
+    cfg: OptimizeConfig, log: Callable[[str], None] | None = None, spec: ModelSpec | None = None
+) -> tuple[Pools, Any, Any]:
     """Read, split and tokenize the pool: ``(pools, tokenizer, corpus)``, where ``corpus`` is
-    ``(pretraining documents or None, digest)`` for the base."""
+    ``(pretraining documents or None, digest)`` for the base. ``spec`` is the model whose
+    tokenizer counts (default ``cfg.model``'s; a job passes the pretrained model pinned to its
+    commit)."""
     from trainers.corpus import generic_documents
     from trainers.pretrain import build_or_load_tokenizer
 
@@ -324,10 +371,10 @@ def prepare_pools(cfg: OptimizeConfig, log: Callable[[str], None] | None = None)
         def texts_fn() -> list[str]:
             return texts
 
-    if cfg.model.tokenizer == "bpe" and log is not None:
+    if cfg.model.tokenizer == "bpe" and cfg.model.name_or_path is None and log is not None:
         log(f"tokenizer: byte-level BPE, {cfg.model.vocab_size} tokens, trained on the {digest} corpus (cached)")
     with trainer_errors():
-        tok = build_or_load_tokenizer(cfg.model.spec(), texts_fn, digest)
+        tok = build_or_load_tokenizer(spec or cfg.model.spec(), texts_fn, digest)
         pools = encode_pools(
             raw,
             tok,

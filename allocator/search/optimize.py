@@ -266,7 +266,18 @@ def _line(rec: TrialRecord, total: int) -> str:
 
 
 def _summary(rec: TrialRecord) -> dict[str, Any]:
-    keys = ("name", "trial_id", "mixture", "scores", "exact_match", "losses", "data_hash", "objective", "origin")
+    keys = (
+        "name",
+        "trial_id",
+        "mixture",
+        "scores",
+        "exact_match",
+        "choice",
+        "losses",
+        "data_hash",
+        "objective",
+        "origin",
+    )
     return {**{k: getattr(rec, k) for k in keys}, "predicted": rec.predicted, "mlflow_run_id": rec.mlflow_run_id}
 
 

@@ -26,7 +26,8 @@ __all__ = ["Opener", "TrialLog", "trial_error_line"]
 
 # a Tune trial -> its record (name, kind, mixture, and for a search its origin) and the job's own MLflow params
 Opener = Callable[[Any], tuple[TrialRecord, dict[str, Any]]]
-_PER_ABILITY = ("score/", "exact_match/", "loss/")  # the metric names a trial reports, per ability
+# the metric names a trial reports: per ability, and its speed
+_LOGGED = ("score/", "exact_match/", "choice/", "loss/", "perf/")
 
 
 def trial_error_line(trial: Any) -> str:
@@ -78,7 +79,7 @@ class TrialLog(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self._open(trial)
         assert rec.mlflow_run_id is not None
-        metrics = {k: v for k, v in result.items() if k == "objective" or k.startswith(_PER_ABILITY)}
+        metrics = {k: v for k, v in result.items() if k == "objective" or k.startswith(_LOGGED)}
         self.tracker.log_metrics(rec.mlflow_run_id, metrics, step=int(result["step"]))
         rec.update(result, self.abilities)
 

@@ -12,40 +12,63 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allocator.config import OptimizeConfig
-from allocator.data.pools import Pools, prepare_pools
+from allocator.data.pools import Pools, prepare_pools, trainer_errors
+from allocator.errors import UserError
 from allocator.mixture.plan import BudgetPlan
 from allocator.trial.setup import GridRun, TrialSetup
+from trainers.hub import PretrainedBase
 from trainers.pretrain import CachedBase
+
+if TYPE_CHECKING:
+    from trainers.config import ModelSpec
+    from trainers.models import ModelRef
 
 __all__ = ["Prepared", "evaluate_base", "prepare"]
 
 
 @dataclass
 class Prepared:
-    """Everything a job needs before Ray and MLflow: validated, built, evaluated."""
+    """Everything a job needs before Ray and MLflow: validated, built, evaluated (the base's
+    scores of a pretrained model come from a Ray worker: ``base_scores`` is None until the
+    runner has them, allocator.trial.runner)."""
 
     cfg: OptimizeConfig
     pools: Pools
     tok: Any
-    base: CachedBase
-    base_scores: dict[str, dict[str, float]]
+    base: CachedBase | PretrainedBase
+    base_scores: dict[str, dict[str, float]] | None
     weights: dict[str, float]
     uri: str
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model every trial loads (a pretrained one pinned to its commit)."""
+        return self.base.spec if isinstance(self.base, PretrainedBase) else self.cfg.model.spec()
+
+    def base_ref(self) -> ModelRef:
+        """What a trial loads: the built-in base's weights, or the pinned pretrained model (each
+        worker loads it itself: the checkpoint never travels through Ray)."""
+        from trainers.models import ModelRef
+
+        if isinstance(self.base, PretrainedBase):
+            return ModelRef(self.base.spec)
+        return self.base.ref(self.spec)
 
     def trial_setup(self, *, plan: BudgetPlan | None = None, runs: tuple[GridRun, ...] = ()) -> TrialSetup:
         """What every trial of the job receives: a search's (``plan``: each trial's point
         becomes counts under it, and trials get the prefixes any such allocation can reach)
         or a grid's (``runs``: the prefixes the runs reach)."""
         pools = self.pools
+        assert self.base_scores is not None, "the base is scored before the trials are planned"
         if plan is not None:
             train = pools.shipped(plan)
         else:
             train = pools.prefixes({a: max([r.mixture[a] for r in runs] or [0]) for a in pools.abilities})
         return TrialSetup(
-            base=self.base.ref(self.cfg.model.spec()),
+            base=self.base_ref(),
             tokenizer=self.tok.spec(),
             recipe=self.cfg.proxy.recipe(),
             train=train,
@@ -60,16 +83,41 @@ class Prepared:
             runs=runs,
         )
 
+    def base_job(self) -> dict[str, Any]:
+        """The keyword arguments of ``trainers.proxy.evaluate_base`` for this job's base."""
+        return {
+            "model": self.base_ref(),
+            "tokenizer": self.tok.spec(),
+            "heldout": self.pools.heldout,
+            "metrics": self.pools.metrics,
+            "max_new": self.pools.max_new,
+            "recipe": self.cfg.proxy.recipe(),
+        }
+
+    def set_base_scores(self, scores: dict[str, dict[str, float]], out: Callable[[str], None]) -> None:
+        self.base_scores = scores
+        metrics = self.pools.metrics
+        out("untrained base: " + ", ".join(f"{a} {_raw(s, metrics[a])}" for a, s in scores.items()))
+
 
 def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Pools], None]) -> Prepared:
-    """Read, split and tokenize the pool, check the weights, ``check(pools)`` (the job's checks
-    of user input, e.g. the budget) and the tracking URI, then build or load the base and score
-    it once: every user error surfaces before anything is written (the model cache is a
-    cache, not a result)."""
+    """Check and pin a pretrained model, read, split and tokenize the pool, check the weights,
+    ``check(pools)`` (the job's checks of user input, e.g. the budget) and the tracking URI,
+    then build or load the built-in base and score it once: every user error surfaces before
+    anything is written (the model cache is a cache, not a result). A pretrained base is
+    scored by the runner on a Ray worker, where a model too large for the driver fits."""
     from allocator.report.tracking import check_uri, default_tracking_uri
     from trainers.pretrain import build_or_load_base
 
-    pools, tok, (docs, corpus_digest) = prepare_pools(cfg, out)
+    spec = cfg.model.spec()
+    pretrained = None
+    if spec.name_or_path is not None:
+        from trainers.hub import resolve_model
+
+        with trainer_errors():
+            pretrained = resolve_model(spec)
+        spec = pretrained.spec
+    pools, tok, (docs, corpus_digest) = prepare_pools(cfg, out, spec)
     weights = cfg.objective_weights(pools.abilities)
     check(pools)
     for a, info in pools.summary["abilities"].items():
@@ -77,8 +125,17 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
         out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
     uri = cfg.tracking.uri or default_tracking_uri()
     check_uri(uri)
+    if pretrained is not None:
+        if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
+            _check_cpu_qlora()
+        params = f"{pretrained.meta['params']:,}" if pretrained.meta.get("params") else "?"
+        pin = f" at {spec.revision}" if spec.revision else ""
+        out(f"base model: {spec.name_or_path}{pin}, {params} parameters (loaded by each worker)")
+        return Prepared(cfg, pools, tok, pretrained, None, weights, uri)
+    if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
+        _check_cpu_qlora()
     base = build_or_load_base(
-        cfg.model.spec(),
+        spec,
         cfg.pretrain.recipe(),
         tok=tok,
         docs=(lambda: docs) if docs is not None else None,
@@ -87,27 +144,30 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
         log=out,
     )
     out(f"base model: {base.meta['params']:,} parameters, {base.path} (built in {base.meta['build_seconds']}s)")
-    base_scores = evaluate_base(base, tok, pools, cfg)
-    out("untrained base: " + ", ".join(f"{a} {_raw(s, pools.metrics[a])}" for a, s in base_scores.items()))
-    return Prepared(cfg, pools, tok, base, base_scores, weights, uri)
+    prep = Prepared(cfg, pools, tok, base, None, weights, uri)
+    # the built-in base is scored here, where it was built: it is tiny (a second on a CPU)
+    prep.set_base_scores(evaluate_base(prep), out)
+    return prep
 
 
-def evaluate_base(base: CachedBase, tok: Any, pools: Pools, cfg: OptimizeConfig) -> dict[str, dict[str, float]]:
-    """The untrained base's raw scores on the held-out sets: the 0 of every normalized score."""
-    import torch
+def _check_cpu_qlora() -> None:
+    """``qlora`` with no GPU for a trial: refused up front when bitsandbytes cannot train a
+    4-bit base honestly on this machine's CPU (each worker checks its own again)."""
+    from trainers.quantization import cpu_4bit_problem
 
-    from trainers.evaluation import evaluate
+    problem = cpu_4bit_problem()
+    if problem:
+        raise UserError(f"proxy.kind qlora: resources.gpus_per_trial is 0 and {problem}; use a GPU or proxy.kind lora")
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        model = base.ref(cfg.model.spec()).load(tok)
-        return evaluate(
-            model, tok, pools.heldout, metrics=pools.metrics, max_new=pools.max_new, max_length=cfg.model.max_length
-        )
-    finally:
-        torch.set_num_threads(threads)
+
+def evaluate_base(prep: Prepared) -> dict[str, dict[str, float]]:
+    """The untrained base's raw scores on the held-out sets, on this machine (all its CPUs)."""
+    from trainers.proxy import evaluate_base as score
+
+    return score(**prep.base_job(), threads=os.cpu_count() or 1)
 
 
 def _raw(s: dict[str, float], metric: str) -> str:
-    return f"em {s['exact_match']:.3f}" if metric == "exact_match" else f"loss {s['loss']:.3f}"
+    if metric == "loss":
+        return f"loss {s['loss']:.3f}"
+    return f"em {s['exact_match']:.3f}" if metric == "exact_match" else f"choice {s['choice']:.3f}"

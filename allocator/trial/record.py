@@ -35,7 +35,7 @@ class Status(StrEnum):
 
 
 # the fields each job's result file holds, in order
-_COMMON = ("name", "mixture", "status", "objective", "scores", "exact_match", "losses", "data_hash")
+_COMMON = ("name", "mixture", "status", "objective", "scores", "exact_match", "choice", "losses", "data_hash")
 SEARCH_FIELDS = (
     "trial_id",
     *_COMMON[:1],
@@ -64,6 +64,7 @@ class TrialRecord:
     objective: float | None = None
     scores: dict[str, float] = field(default_factory=dict)  # normalized score per ability (allocator.curves.scoring)
     exact_match: dict[str, float] = field(default_factory=dict)  # abilities scored by exact match
+    choice: dict[str, float] = field(default_factory=dict)  # multiple-choice accuracy of abilities scored so
     losses: dict[str, float] = field(default_factory=dict)  # held-out response loss per ability
     data_hash: str | None = None  # content hash of the exact training examples
     steps: int | None = None  # optimizer steps trained when last evaluated
@@ -94,6 +95,7 @@ class TrialRecord:
         self.scores = {a: float(result[f"score/{a}"]) for a in abilities}
         self.losses = {a: float(result[f"loss/{a}"]) for a in abilities}
         self.exact_match = {a: float(result[k]) for a in abilities if (k := f"exact_match/{a}") in result}
+        self.choice = {a: float(result[k]) for a in abilities if (k := f"choice/{a}") in result}
 
     def to_dict(self) -> dict[str, Any]:
         """The record as its job's result file holds it."""

@@ -31,8 +31,18 @@ from ray_cluster import HUB_ENV
 
 __all__ = ["Job", "JobRun", "TrialPlan", "run_job"]
 
-# what Ray's workers must see as the driver does: offline mode, the model cache, fault injection
-WORKER_ENV = (*HUB_ENV, "ALLOCATOR_CACHE_DIR", "ALLOCATOR_INJECT_FAULTS")
+# what Ray's workers must see as the driver does: offline mode, the hub's token and cache for
+# gated or private models (passed when set here, never logged), the model cache, fault injection
+WORKER_ENV = (
+    *HUB_ENV,
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_ENDPOINT",
+    "ALLOCATOR_CACHE_DIR",
+    "ALLOCATOR_INJECT_FAULTS",
+)
 
 
 @dataclass
@@ -121,7 +131,7 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
 
     t_start = time.perf_counter()
     prep = prepare(cfg, out, job.check)
-    plan = job.trials(prep)
+    plan = job.trials(prep) if prep.base_scores is not None else None
     try:
         started_ray = connect(cfg.ray.address, cfg.ray.num_cpus, py_modules=_project_modules(), env_vars=WORKER_ENV)
     except ClusterError as e:
@@ -137,6 +147,9 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
             )
         except ClusterError as e:
             raise UserError(str(e)) from None
+        if plan is None:  # a pretrained base: scored where trials run, then the trials are planned
+            prep.set_base_scores(_score_base_on_worker(prep), out)
+            plan = job.trials(prep)
         tracker = open_tracker(prep.uri, cfg.tracking.experiment)
         parent, run_name = _open_parent(tracker, prep, job.kind)
         out(plan.announce(conc))
@@ -184,6 +197,26 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
         raise
     finally:
         disconnect(started_ray)
+
+
+def _score_base_on_worker(prep: Prepared) -> dict[str, dict[str, float]]:
+    """The untrained base's scores from one Ray task with a trial's resources: the worker loads
+    the model itself, as a trial does (a CPU head node cannot evaluate a 7B model). A user error
+    on the worker (the model folder not visible there, say) is a user error here."""
+    import ray
+
+    from allocator.trial.worker import score_base
+
+    r = prep.cfg.resources
+    task = ray.remote(score_base).options(num_cpus=r.cpus_per_trial, num_gpus=r.gpus_per_trial, max_retries=0)
+    try:
+        return ray.get(task.remote(prep.base_job()))
+    except ray.exceptions.RayTaskError as e:
+        from trainers.errors import TrainerError
+
+        if isinstance(e.cause, TrainerError):
+            raise UserError(f"scoring the base on a worker: {e.cause}") from None
+        raise
 
 
 def _open_parent(tracker: Any, prep: Prepared, kind: str) -> tuple[str, str]:

@@ -4,8 +4,9 @@
 fine-tune through the trainers' plain call (trainers.run_proxy) and reports
 ``trial_metrics`` to Ray Tune at each of the proxy's evaluations: ``objective`` (the
 weighted mean of the normalized per-ability scores of allocator.curves.scoring),
-``score/<ability>``, ``loss/<ability>``, ``exact_match/<ability>`` for abilities scored by
-exact match, and the step counts a scheduler and the driver read.
+``score/<ability>``, ``loss/<ability>``, ``exact_match/<ability>`` or ``choice/<ability>``
+for abilities scored so, ``perf/tokens_per_s`` (and ``perf/peak_gpu_memory_mb`` on a GPU),
+and the step counts a scheduler and the driver read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from allocator.curves import scoring
 from allocator.trial.setup import TrialSetup
 
-__all__ = ["FAULTS_ENV", "injected_fault", "run_trial", "trial_metrics"]
+__all__ = ["FAULTS_ENV", "injected_fault", "run_trial", "score_base", "trial_metrics"]
 
 FAULTS_ENV = "ALLOCATOR_INJECT_FAULTS"
 
@@ -34,8 +35,9 @@ def trial_metrics(
     for a, s in raw.items():
         out[f"score/{a}"] = norm[a]
         out[f"loss/{a}"] = s["loss"]
-        if "exact_match" in s:
-            out[f"exact_match/{a}"] = s["exact_match"]
+        for m in ("exact_match", "choice"):
+            if m in s:
+                out[f"{m}/{a}"] = s[m]
     return out
 
 
@@ -69,9 +71,10 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     examples = sum(mixture.values())  # the second objective of a multi-objective search
     full = setup.recipe.steps(examples)  # the steps of the whole run, were it not stopped early
 
-    def report(step: int, raw: dict[str, dict[str, float]]) -> None:
+    def report(step: int, raw: dict[str, dict[str, float]], perf: dict[str, float]) -> None:
         metrics = trial_metrics(raw, setup.metrics, setup.base_scores, setup.weights)
-        tune.report({"step": step, "steps_total": full, "examples": examples, **metrics})
+        speed = {f"perf/{k}": v for k, v in perf.items()}  # tokens per second, peak GPU memory
+        tune.report({"step": step, "steps_total": full, "examples": examples, **metrics, **speed})
 
     run_proxy(
         model=setup.base,
@@ -86,3 +89,11 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         max_repeats=setup.max_repeats,
         report=report,
     )
+
+
+def score_base(job: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The untrained base's raw scores, on a Ray worker (a Ray task body; ``job`` holds
+    ``trainers.proxy.evaluate_base``'s arguments)."""
+    from trainers.proxy import evaluate_base
+
+    return evaluate_base(**job)

@@ -104,7 +104,7 @@ def test_proxy_is_deterministic_and_reports(base, suite, kind):
     seen = []
 
     def run():
-        return _run(base, suite, mixture, _proxy(kind=kind), report=lambda step, scores: seen.append(step))
+        return _run(base, suite, mixture, _proxy(kind=kind), report=lambda step, scores, perf: seen.append(step))
 
     first, second = run(), run()
     assert first.steps == 5  # ceil(20 examples * 1 epoch / batch 4)
@@ -118,7 +118,7 @@ def test_a_run_shorter_than_its_reports_still_reports_them_all(base, suite):
     # a scheduler counts reports: one fewer would read as a run it stopped early
     seen = []
     result = _run(
-        base, suite, {"first": 4}, _proxy(kind="lora", reports=3), report=lambda step, s: seen.append((step, s))
+        base, suite, {"first": 4}, _proxy(kind="lora", reports=3), report=lambda step, s, perf: seen.append((step, s))
     )
     assert result.steps == 1 and [step for step, _ in seen] == [1, 1, 1]
     assert all(s == result.scores for _, s in seen)  # one evaluation, reported three times

@@ -7,21 +7,24 @@ The model-side sections hand their values down as the trainers' own plain
 dataclasses (``ModelConfig.spec()``, ``PretrainConfig.recipe()``,
 ``ProxyConfig.recipe()``): ``trainers`` has no pydantic, and a test keeps the
 fields and defaults of both equal.
+
+The sections live in private modules by pipeline stage (``_data``: suite and user
+data; ``_model``: the base, its pretraining, the proxy); this module holds the search,
+the study, resources, the top-level ``OptimizeConfig`` and reading YAML.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from allocator.data.suite import ABILITIES
+from allocator.config._base import Section
+from allocator.config._data import DataConfig, SourceConfig, SuiteConfig
+from allocator.config._model import ModelConfig, PretrainConfig, ProxyConfig
 from allocator.errors import UserError
-
-if TYPE_CHECKING:
-    from trainers.config import ModelSpec, PretrainRecipe, ProxyRecipe
 
 __all__ = [
     "DataConfig",
@@ -42,156 +45,7 @@ __all__ = [
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SuiteConfig(_Section):
-    """The built-in ability suite (the embedded default data)."""
-
-    abilities: list[str] = Field(default_factory=lambda: list(ABILITIES), min_length=2)
-    pool_size: int = Field(2000, gt=0, description="training examples generated per ability (at most)")
-    heldout_size: int = Field(48, gt=0, description="held-out examples per ability")
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _known(self) -> SuiteConfig:
-        for a in self.abilities:
-            if a not in ABILITIES:
-                raise ValueError(f"unknown ability {a!r}; built-in abilities: {', '.join(ABILITIES)}")
-        if len(set(self.abilities)) != len(self.abilities):
-            raise ValueError("abilities must be distinct")
-        return self
-
-
-class SourceConfig(_Section):
-    """One data source (allocator.data): a local file or folder, or a hub dataset name."""
-
-    path: str | None = Field(None, description="local file or save_to_disk folder; relative to the config file")
-    hub: str | None = Field(None, description="a Hugging Face hub dataset name (needs a network)")
-    format: Literal["alpaca", "sharegpt", "messages", "prompt_completion", "fields"] | None = Field(
-        None, description="default: detected from the first row's fields"
-    )
-    columns: dict[str, str] | None = Field(None, description="format column -> this source's column")
-    tags: dict[str, Any] | None = Field(None, description="sharegpt role/content tags")
-    ability: str | None = Field(None, description="the ability of every row of this source")
-    ability_field: str | None = Field(None, description="the field naming each row's ability")
-    ability_map: dict[str, str | None] | None = Field(None, description="raw label -> ability (null: drop)")
-    split: Literal["train", "heldout"] = Field("train", description="heldout: the evaluation set of its abilities")
-    empty: Literal["error", "drop"] = Field("error", description="an empty instruction or response")
-
-    @model_validator(mode="after")
-    def _where(self) -> SourceConfig:
-        if (self.path is None) == (self.hub is None):
-            raise ValueError("give exactly one of 'path' and 'hub'")
-        if (self.ability is None) == (self.ability_field is None):
-            raise ValueError("give exactly one of 'ability' (the whole source) and 'ability_field'")
-        if self.ability_map and self.ability_field is None:
-            raise ValueError("ability_map needs ability_field")
-        return self
-
-    @property
-    def location(self) -> str:
-        return self.path if self.path is not None else str(self.hub)
-
-
-class DataConfig(_Section):
-    """User instruction data instead of the built-in suite (allocator.data.pools)."""
-
-    sources: list[SourceConfig] = Field(min_length=1)
-    abilities: list[str] | None = Field(None, description="use only these abilities (default: all in the data)")
-    heldout_size: int | None = Field(None, gt=0, description="held-out examples per ability (default 100)")
-    heldout_fraction: float | None = Field(None, gt=0, lt=1, description="instead of heldout_size")
-    seed: int = Field(0, description="the held-out split and every ability's fixed order")
-    max_repeats: int = Field(1, gt=0, description="passes over an ability's pool a count may take")
-    max_train_per_ability: int | None = Field(
-        None, gt=0, description="keep only the first N of each ability's training order (smaller, faster pools)"
-    )
-    unresolved: Literal["exclude", "error"] = Field("exclude", description="rows without an ability label")
-    max_line_chars: int = Field(1_000_000, gt=0, description="longest JSON line accepted")
-    metrics: dict[str, Literal["exact_match", "loss"]] = Field(
-        default_factory=dict, description="ability -> metric (allocator.curves.scoring)"
-    )
-    default_metric: Literal["exact_match", "loss"] = "exact_match"
-
-    @model_validator(mode="after")
-    def _heldout(self) -> DataConfig:
-        if self.heldout_size is not None and self.heldout_fraction is not None:
-            raise ValueError("give at most one of heldout_size and heldout_fraction")
-        return self
-
-
-class ModelConfig(_Section):
-    """A Llama-style decoder built from this config (never downloaded); trainers.config.ModelSpec."""
-
-    hidden_size: int = Field(128, gt=0)
-    num_layers: int = Field(2, gt=0)
-    num_heads: int = Field(4, gt=0)
-    intermediate_size: int = Field(256, gt=0)
-    max_length: int = Field(64, gt=8, description="tokens per sequence, prompt and response")
-    tokenizer: str = Field("char", min_length=1, description="'char', 'bpe' or a local tokenizer folder")
-    vocab_size: int = Field(2048, ge=260, description="size of the trained 'bpe' vocabulary")
-    truncation: Literal["right", "left"] = Field("right", description="left keeps the end of long prompts")
-    trust_remote_code: bool = Field(False, description="let a local tokenizer folder run its own code")
-
-    @model_validator(mode="after")
-    def _heads(self) -> ModelConfig:
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
-        if (self.hidden_size // self.num_heads) % 2:
-            raise ValueError(
-                f"hidden_size / num_heads = {self.hidden_size // self.num_heads} must be even (rotary embeddings)"
-            )
-        return self
-
-    def spec(self) -> ModelSpec:
-        from trainers.config import ModelSpec
-
-        return ModelSpec(**self.model_dump())
-
-
-class PretrainConfig(_Section):
-    """Brief pretraining of the base on generic text (not the abilities), cached
-    (trainers.config.PretrainRecipe)."""
-
-    steps: int = Field(1200, ge=0)
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    echo: float = Field(0.7, ge=0, le=1, description="fraction of documents whose second line quotes the first")
-    corpus: Literal["generic", "data"] = Field(
-        "generic", description="generic synthetic text, or the prompts of the training pool (never responses)"
-    )
-    seed: int = 0
-
-    def recipe(self) -> PretrainRecipe:
-        from trainers.config import PretrainRecipe
-
-        return PretrainRecipe(**self.model_dump())
-
-
-class ProxyConfig(_Section):
-    """One trial: a cheap fine-tune of the base on a mixture, then per-ability evaluation
-    (trainers.config.ProxyRecipe)."""
-
-    kind: Literal["lora", "full"] = "lora"
-    epochs: float = Field(15.0, gt=0, description="passes over the mixture; steps = ceil(budget*epochs/batch)")
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(6e-3, gt=0)
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    reports: int = Field(2, gt=0, description="evaluations per trial (the last at the end), for early stopping")
-    max_new_tokens: int = Field(12, gt=0)
-    threads: int = Field(1, gt=0, description="torch threads inside a trial")
-
-    def recipe(self) -> ProxyRecipe:
-        from trainers.config import ProxyRecipe
-
-        return ProxyRecipe(**self.model_dump())
-
-
-class SearchConfig(_Section):
+class SearchConfig(Section):
     """Ray Tune + Optuna over the mixture space (see allocator.mixture)."""
 
     sampler: Literal["tpe", "random", "gp", "cmaes", "growth"] = Field(
@@ -253,7 +107,7 @@ class SearchConfig(_Section):
     max_concurrent_trials: int | None = Field(None, gt=0, description="default: as many as the CPUs allow")
 
 
-class StudyConfig(_Section):
+class StudyConfig(Section):
     """``allocator study``: proxy runs over a volume grid per ability (allocator.studies.study)."""
 
     volumes: list[int] = Field(
@@ -282,22 +136,22 @@ class StudyConfig(_Section):
         return self
 
 
-class ResourcesConfig(_Section):
+class ResourcesConfig(Section):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
 
 
-class RayConfig(_Section):
+class RayConfig(Section):
     address: str | None = Field(None, description="join this cluster; default: start Ray locally")
     num_cpus: int | None = Field(None, gt=0, description="CPUs of a local Ray; default: all")
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///<cwd>/mlflow.db")
     experiment: str = Field("allocator", min_length=1)
 
 
-class OptimizeConfig(_Section):
+class OptimizeConfig(Section):
     """``allocator optimize``: search per-ability example counts under a total budget."""
 
     seed: int = 0
@@ -330,6 +184,15 @@ class OptimizeConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _pretrained(self) -> OptimizeConfig:
+        if self.model.name_or_path is not None and self.pretrain.model_fields_set:
+            raise ValueError(
+                f"pretrain.{sorted(self.pretrain.model_fields_set)[0]}: the pretrain step builds the built-in model; "
+                "a model.name_or_path is pretrained already (remove the pretrain section)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _search_bounds(self) -> OptimizeConfig:
         if (self.search.minimum or self.search.maximum) and self.budget_unit != "examples":
             raise ValueError("search.minimum and search.maximum count examples: they need budget_unit examples")
@@ -357,7 +220,13 @@ class OptimizeConfig(_Section):
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The resolved config (what every result and parent run stores); read back by
+        ``load_config``, it gives this config again."""
+        d = self.model_dump(mode="json")
+        d["model"] = self.model.dump()
+        if self.model.name_or_path is not None:
+            d.pop("pretrain")
+        return d
 
 
 def _format_error(source: str, err: ValidationError) -> str:
@@ -399,6 +268,11 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
         tok = model["tokenizer"]
         if tok not in ("char", "bpe") and not Path(tok).is_absolute():
             data = {**data, "model": {**model, "tokenizer": str(folder / tok)}}
+            model = data["model"]
+    if isinstance(model, dict) and isinstance(model.get("name_or_path"), str):
+        where = model["name_or_path"]  # a folder next to the config; anything else is a hub id
+        if not Path(where).is_absolute() and (folder / where).is_dir():
+            data = {**data, "model": {**model, "name_or_path": str(folder / where)}}
     search = data.get("search")
     if isinstance(search, dict) and isinstance(search.get("warm_start"), str):
         warm = search["warm_start"]  # a file next to the config; anything else is a run id
@@ -448,7 +322,10 @@ def resolve_config(config: OptimizeConfig | dict | str | Path | None, overrides:
     YAML path, or ``None`` for the embedded default) with the keyword ``overrides`` applied
     to its top-level keys (nested sections merged), validated."""
     if isinstance(config, OptimizeConfig):
-        return load_config(None, merge(config.to_dict(), overrides)) if overrides else config
+        # what was set, not every default: a field left at its default stays unset (so that,
+        # e.g., a model.name_or_path override is not refused for the built-in shape's defaults)
+        given = config.model_dump(mode="json", exclude_unset=True)
+        return load_config(None, merge(given, overrides)) if overrides else config
     if isinstance(config, dict):
         return load_config(None, merge(config, overrides))
     return load_config(config, overrides)
