@@ -172,3 +172,17 @@ def test_a_pretrain_section_next_to_a_pretrained_model_is_refused(tmp_path, mode
 
     cfg = resolve_config(load_config(None), {"model": {"name_or_path": str(model_dir)}})
     assert cfg.model.name_or_path == str(model_dir)
+
+
+def test_qlora_without_a_gpu_is_refused_up_front_where_this_cpu_cannot_run_it(tmp_path, model_dir, monkeypatch, capsys):
+    # the check itself runs for real in tests/trainers/test_qlora.py; here, what the job does with
+    # its answer on a machine whose CPU fails it
+    import trainers.quantization
+
+    monkeypatch.setattr(trainers.quantization, "cpu_4bit_problem", lambda: "bitsandbytes cannot be imported (test)")
+    path = _config(tmp_path, model_dir, proxy={"kind": "qlora", "epochs": 1})
+    monkeypatch.chdir(tmp_path)
+    code = main(["optimize", "--config", str(path), "--output", "o.json"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "proxy.kind qlora: resources.gpus_per_trial is 0 and bitsandbytes cannot be imported" in line
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "o.json").exists()

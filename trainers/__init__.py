@@ -19,8 +19,14 @@ mixture, the recipe), plain results out; whoever runs it under Ray reports throu
 
 Modules: ``config`` (ModelSpec, PretrainRecipe, ProxyRecipe), ``errors``, ``tokenizer``
 (tokenizers and the conversation template), ``corpus`` (generic pretraining text),
-``models`` (ModelRef, loading), ``pretrain`` (building and caching the base), ``proxy``
-(the fine-tune), ``evaluation`` (per-ability scores).
+``hub`` (a pretrained model's checks and its pin to a commit), ``models`` (ModelRef,
+loading the built-in or a pretrained model), ``quantization`` (QLoRA's 4-bit base and its
+CPU gradient check), ``pretrain`` (building and caching the built-in base), ``proxy`` (the
+fine-tune), ``evaluation`` (per-ability and per-example scores).
+
+Your own Hugging Face model instead of the built-in one: ``ModelRef(ModelSpec(name_or_path=
+"path/or/hub-id"))`` and its tokenizer ``load_tokenizer_dir(path)``; ``ProxyRecipe(kind="qlora")``
+for a 4-bit base.
 """
 
 from importlib import import_module
@@ -33,18 +39,25 @@ _API = {
     "PretrainRecipe": "config",
     "ProxyRecipe": "config",
     "TrainerError": "errors",
+    "AbilityEval": "evaluation",
     "HeldoutItem": "evaluation",
     "evaluate": "evaluation",
+    "evaluate_examples": "evaluation",
+    "PretrainedBase": "hub",
+    "resolve_model": "hub",
     "ModelRef": "models",
     "load_model": "models",
     "CachedBase": "pretrain",
     "build_or_load_base": "pretrain",
     "build_or_load_tokenizer": "pretrain",
     "ProxyResult": "proxy",
+    "evaluate_base": "proxy",
+    "load_proxy": "proxy",
     "run_proxy": "proxy",
     "select_examples": "proxy",
     "CharTokenizer": "tokenizer",
     "HFTokenizer": "tokenizer",
+    "load_tokenizer_dir": "tokenizer",
     "prompt_length": "tokenizer",
     "tokenizer_from_spec": "tokenizer",
     "truncate": "tokenizer",

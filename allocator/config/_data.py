@@ -54,7 +54,8 @@ class SourceConfig(Section):
         None,
         min_length=1,
         description="metric choice: a regular expression whose matches in the last user turn are the row's "
-        "candidate answers (its first group, if it has one; ^ and $ match at line ends)",
+        "candidate answers (of each match, the first group that matched, else the whole match; ^ and $ match "
+        "at line ends)",
     )
 
     @model_validator(mode="after")

@@ -194,7 +194,8 @@ def _options_field(rec: Any, column: str, path: str, row: int) -> tuple[str, ...
 
 def _options_in_prompt(turns: list[Turn], pattern: re.Pattern[str]) -> tuple[str, ...] | None:
     prompt = next((t.content for t in reversed(turns[:-1]) if t.role == "user"), "")
-    found = [m.group(1) if pattern.groups else m.group(0) for m in pattern.finditer(prompt)]
+    # the first group that took part in the match (alternatives may capture in different groups)
+    found = [next((g for g in m.groups() if g is not None), m.group(0)) for m in pattern.finditer(prompt)]
     return _distinct(found) or None
 
 

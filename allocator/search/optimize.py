@@ -177,7 +177,12 @@ class OptimizeJob(Job):
             pool=prep.pools.summary,
             trials=[r.to_dict() for r in records],
             mlflow=run.mlflow(),
-            base_model={"path": str(base.path), **{k: base.meta[k] for k in ("digest", "params", "build_seconds")}},
+            base_model={
+                "path": str(base.path),
+                **{
+                    k: base.meta[k] for k in ("digest", "params", "build_seconds", "source", "commit") if k in base.meta
+                },
+            },
             config=cfg.to_dict(),
             seconds=run.seconds(),
             warm_start=self.warm.summary() if self.warm is not None else None,

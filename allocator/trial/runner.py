@@ -223,9 +223,12 @@ def _open_parent(tracker: Any, prep: Prepared, kind: str) -> tuple[str, str]:
     """Start a job's MLflow parent run (config, pool summary, the base's raw scores);
     returns ``(run id, run name)``."""
     run_name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    parent = tracker.start_parent(
-        run_name, prep.cfg.to_dict(), {"allocator.base_digest": prep.base.meta["digest"]}, kind=kind
-    )
+    tags = {"allocator.base_digest": prep.base.meta["digest"]}
+    if prep.spec.name_or_path is not None:  # a pretrained base: which model, at which commit
+        tags["allocator.base_model"] = prep.spec.name_or_path
+        if prep.spec.revision:
+            tags["allocator.base_commit"] = prep.spec.revision
+    parent = tracker.start_parent(run_name, prep.cfg.to_dict(), tags, kind=kind)
     tracker.log_json(parent, prep.pools.summary, "pool.json")
     base = {f"base_{m}/{a}": v for a, s in prep.base_scores.items() for m, v in s.items()}
     tracker.log_metrics(parent, base, step=0)
