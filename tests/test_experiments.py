@@ -3,6 +3,8 @@
 import json
 import sys
 
+import pytest
+
 from .helpers import ROOT
 
 
@@ -30,3 +32,20 @@ def test_reference_runs_compare_what_must_not_change_and_name_what_did(tmp_path,
     assert ref.compare(tmp_path / "before", tmp_path / "after") == 1
     out = capsys.readouterr().out
     assert "/best/objective: 0.5 vs 0.6" in out and "/trials[0]/mixture/a: only in one" in out
+
+
+@pytest.mark.slow  # ~40 s on 2 cores: every phase of the GPU check at CPU size
+def test_the_gpu_check_runs_every_phase_at_cpu_size(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "gpu_check.py"), "--tiny"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    phases = {r["phase"] for r in rows}
+    assert {"env", "build", "data", "proxy_lora", "proxy_qlora", "proxy_full", "multi", "summary"} <= phases, phases
+    assert all(r["status"] in ("ok", "cut", "skipped") for r in rows), rows

@@ -51,11 +51,11 @@ class AbilityEval:
     tokens: list[int]  # each example's loss tokens
     correct: list[bool] | None  # exact match or choice, per example; None for a loss-only ability
     metric: str
+    total: float  # the summed loss of every loss token (summed per batch, as before per-example results)
 
     def scores(self) -> dict[str, float]:
         """``{"loss": mean per token, metric: accuracy}`` (no second key for a loss metric)."""
-        total = sum(loss * n for loss, n in zip(self.losses, self.tokens, strict=True))
-        out = {"loss": total / max(sum(self.tokens), 1)}
+        out = {"loss": self.total / max(sum(self.tokens), 1)}
         if self.correct is not None:
             out[self.metric] = sum(self.correct) / max(len(self.correct), 1)
         return out
@@ -78,23 +78,38 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
+# logits held at once in a loss batch (elements): a 150k vocabulary makes full-width batches of
+# 64 long rows tens of GB; the built-in model's small vocabulary keeps whole chunks
+_LOGITS_BUDGET = 2**27
+
+
+def _batches(model: Any, encoded: Sequence[tuple[list[int], list[int]]], chunk: int) -> list[tuple[int, int]]:
+    vocab = int(getattr(model.config, "vocab_size", 0) or 1)
+    width = max((len(ids) for ids, _ in encoded), default=1)
+    rows = max(1, min(chunk, _LOGITS_BUDGET // (width * vocab)))
+    return [(s, min(s + rows, len(encoded))) for s in range(0, len(encoded), rows)]
+
+
 @torch.no_grad()
 def _row_losses(
     model: Any, encoded: Sequence[tuple[list[int], list[int]]], pad_id: int, chunk: int
-) -> tuple[list[float], list[int]]:
-    """Each row's summed negative log-likelihood over its loss tokens, and their number."""
+) -> tuple[list[float], list[int], float]:
+    """Each row's summed negative log-likelihood over its loss tokens, their number, and the
+    sum of all of them (summed per batch)."""
     sums: list[float] = []
     counts: list[int] = []
-    for start in range(0, len(encoded), chunk):
-        batch = {k: v.to(_device(model)) for k, v in collate(encoded[start : start + chunk], pad_id).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    total = 0.0
+    for start, end in _batches(model, encoded, chunk):
+        batch = {k: v.to(_device(model)) for k, v in collate(encoded[start:end], pad_id).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         labels = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
-        )
+        flat = logits.reshape(-1, logits.size(-1)), labels.reshape(-1)
+        nll = torch.nn.functional.cross_entropy(*flat, ignore_index=-100, reduction="none").view(labels.shape)
+        # the batch's sum as one reduction, as before per-example results: the same float as then
+        total += torch.nn.functional.cross_entropy(*flat, ignore_index=-100, reduction="sum").item()
         sums += nll.sum(1).tolist()
         counts += (labels != -100).sum(1).tolist()
-    return sums, counts
+    return sums, counts, total
 
 
 def _left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,9 +134,32 @@ def greedy(
     """Greedy decoding of left-padded prompts by ``generate`` with a KV cache: deterministic,
     one forward pass of one token per new token. A row's output ends with its stop token when
     it produced one, and never exceeds its own limit (``max_length`` minus its prompt)."""
+    limits = _limits(prompts, max_new_tokens, max_length)
+    out: list[list[int]] = [[] for _ in prompts]
+    for group in _fitting_groups([len(p) for p in prompts], limits, max_length):
+        gens = _generate(model, [prompts[i] for i in group], [limits[i] for i in group], pad_id, stops)
+        for i, g in zip(group, gens, strict=True):
+            out[i] = g
+    return out
+
+
+def _fitting_groups(lengths: list[int], limits: list[int], max_length: int) -> list[list[int]]:
+    """Rows grouped by prompt length so that each group's padded width plus its new tokens fits
+    ``max_length``: a model's position table may end there. Rows are independent, so the
+    grouping changes no token; on short prompts there is one group."""
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if group and lengths[i] + max(limits[j] for j in [*group, i]) > max_length:
+            groups.append(group)
+            group = []
+        group.append(i)
+    return [*groups, group] if group else groups
+
+
+def _generate(model: Any, prompts: list[list[int]], limits: list[int], pad_id: int, stops: set[int]) -> list[list[int]]:
     from transformers import GenerationConfig
 
-    limits = _limits(prompts, max_new_tokens, max_length)
     steps = max(limits, default=0)
     if steps == 0:
         return [[] for _ in prompts]
@@ -190,7 +228,7 @@ def _exact_match(model: Any, tok: Any, items: Sequence[HeldoutItem], max_new: in
 
 def _choice(model: Any, items: Sequence[HeldoutItem], pad_id: int, chunk: int) -> list[bool]:
     rows = [c for it in items for c in it.choices]
-    sums, counts = _row_losses(model, rows, pad_id, chunk)
+    sums, counts, _ = _row_losses(model, rows, pad_id, chunk)
     mean = [s / max(n, 1) for s, n in zip(sums, counts, strict=True)]  # minus the mean log-likelihood
     correct, k = [], 0
     for it in items:
@@ -218,14 +256,14 @@ def evaluate_examples(
     try:
         for ability, items in heldout.items():
             metric = metrics[ability]
-            sums, counts = _row_losses(model, [(it.ids, it.mask) for it in items], tok.pad_id, chunk)
+            sums, counts, total = _row_losses(model, [(it.ids, it.mask) for it in items], tok.pad_id, chunk)
             correct: list[bool] | None = None
             if metric == "exact_match":
                 correct = _exact_match(model, tok, items, max_new[ability], max_length, chunk)
             elif metric == "choice":
                 correct = _choice(model, items, tok.pad_id, chunk)
             losses = [s / max(n, 1) for s, n in zip(sums, counts, strict=True)]
-            out[ability] = AbilityEval(losses=losses, tokens=counts, correct=correct, metric=metric)
+            out[ability] = AbilityEval(losses=losses, tokens=counts, correct=correct, metric=metric, total=total)
     finally:
         model.train(was_training)
     return out

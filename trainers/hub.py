@@ -75,12 +75,15 @@ def _weights(files: list[str], where: str) -> list[str]:
     raise TrainerError(f"model.name_or_path {where}: no model weights (*.safetensors)")
 
 
-def _check_config(config: dict[str, Any], where: str, trust_remote_code: bool) -> None:
+def _check_config(config: Any, where: str, trust_remote_code: bool, max_length: int) -> None:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    if not isinstance(config, dict):
+        raise TrainerError(f"model.name_or_path {where}: config.json is not a JSON object")
     model_type = config.get("model_type")
-    custom = "AutoModelForCausalLM" in (config.get("auto_map") or {})
+    # an auto_map next to a model type transformers knows (Phi-3, Falcon...) loads natively
+    custom = "AutoModelForCausalLM" in (config.get("auto_map") or {}) and model_type not in CONFIG_MAPPING_NAMES
     if custom and not trust_remote_code:
         raise TrainerError(
             f"model.name_or_path {where}: its model runs its own code (auto_map in config.json); set "
@@ -96,15 +99,25 @@ def _check_config(config: dict[str, Any], where: str, trust_remote_code: bool) -
         raise TrainerError(f"model.name_or_path {where}: {', '.join(archs)} is not a causal language model")
     if not archs and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise TrainerError(f"model.name_or_path {where}: model_type {model_type!r} has no causal language model")
+    positions = config.get("max_position_embeddings") or config.get("n_positions")
+    if isinstance(positions, int) and max_length > positions:
+        raise TrainerError(
+            f"model.max_length {max_length} exceeds the {positions} positions of {where} (max_position_embeddings)"
+        )
 
 
 def _count_params(paths: list[Path]) -> int:
     """Parameters in safetensors files, from their headers alone (no weights read)."""
     total = 0
     for p in paths:
-        with p.open("rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
+        try:
+            with p.open("rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                if size > 100 * 2**20:
+                    raise ValueError(f"a header of {size} bytes")
+                header = json.loads(f.read(size))
+        except (OSError, ValueError, struct.error) as e:
+            raise TrainerError(f"model.name_or_path: {p} is not a readable safetensors file ({e})") from None
         for name, info in header.items():
             if name != "__metadata__":
                 n = 1
@@ -137,7 +150,7 @@ def _local(spec: ModelSpec, where: str) -> PretrainedBase:
         config = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise TrainerError(f"model.name_or_path {where}: config.json is not valid JSON ({e})") from None
-    _check_config(config, where, spec.trust_remote_code)
+    _check_config(config, where, spec.trust_remote_code, spec.max_length)
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
     weights = [folder / f for f in _weights(files, where)]
     # which weights: the config and each weight file's name, size and modification time (hashing
@@ -180,8 +193,13 @@ def _hub(spec: ModelSpec, repo: str) -> PretrainedBase:
     if "config.json" not in files:
         raise TrainerError(f"model.name_or_path {repo}: not a model repository (no config.json)")
     _weights(files, repo)
-    config_path = HfApi().hf_hub_download(repo, "config.json", revision=info.sha)
-    _check_config(json.loads(Path(config_path).read_text(encoding="utf-8")), repo, spec.trust_remote_code)
+    try:
+        config_path = HfApi().hf_hub_download(repo, "config.json", revision=info.sha)
+        config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    except Exception as e:  # a network failure, a gated repository, a broken file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainerError(f"model.name_or_path {repo}: cannot read its config.json: {first}") from None
+    _check_config(config, repo, spec.trust_remote_code, spec.max_length)
     params = info.safetensors.total if getattr(info, "safetensors", None) else None
     meta = {"digest": str(info.sha)[:16], "params": params, "build_seconds": 0.0, "source": "hub", "commit": info.sha}
     return PretrainedBase(dataclasses.replace(spec, revision=info.sha), meta)

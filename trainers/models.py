@@ -14,7 +14,7 @@ Two kinds behind one ``ModelRef``:
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +31,8 @@ def torch_dtype(name: str, device: torch.device) -> torch.dtype:
     """The dtype ``name`` means on ``device``: ``auto`` is bfloat16 on a GPU that supports it,
     float32 elsewhere (a CPU's bfloat16 matmuls are slower than float32 ones and less exact)."""
     if name == "auto":
-        cuda = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # natively: an emulated bfloat16 (a T4, a V100) is slower than float32
+        cuda = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
         return torch.bfloat16 if cuda else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
@@ -64,7 +65,9 @@ def load_model(spec: ModelSpec, weights: bytes, tok: Any) -> LlamaForCausalLM:
     return model
 
 
-def _from_pretrained(where: str, spec: ModelSpec, dtype: torch.dtype, quantization: Any, device: torch.device) -> Any:
+def _from_pretrained(
+    where: str, spec: ModelSpec, dtype: torch.dtype, quantization: Any, device: torch.device, token: str | None = None
+) -> Any:
     from transformers import AutoModelForCausalLM
 
     from trainers.hub import check_local, hub_offline, is_local
@@ -81,16 +84,29 @@ def _from_pretrained(where: str, spec: ModelSpec, dtype: torch.dtype, quantizati
     }
     if not local and spec.revision:
         kwargs["revision"] = spec.revision
+    if not local and token:
+        kwargs["token"] = token
     if quantization is not None:  # bitsandbytes quantizes while loading, on the device it will run on
         kwargs["quantization_config"] = quantization
-        kwargs["device_map"] = {"": device.index if device.type == "cuda" and device.index is not None else str(device)}
+    if device.type == "cuda":  # straight onto the GPU Ray gave this worker: no full copy in host memory
+        kwargs["device_map"] = {"": device.index if device.index is not None else torch.cuda.current_device()}
+    elif quantization is not None:
+        kwargs["device_map"] = {"": "cpu"}
     try:
-        return AutoModelForCausalLM.from_pretrained(where, **kwargs)
-    except TrainerError:
+        model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    except (TrainerError, torch.OutOfMemoryError):
         raise
-    except (OSError, ValueError, ImportError) as e:
+    except (OSError, ValueError, ImportError, RuntimeError) as e:  # RuntimeError: e.g. shapes that do not fit
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrainerError(f"model.name_or_path {spec.name_or_path}: cannot be loaded: {first}") from None
+    # greedy decoding means greedy: a checkpoint's generation_config (repetition penalty, banned
+    # n-grams, a minimum length, sampling) would otherwise fill in what evaluation leaves unset
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(
+        bos_token_id=model.config.bos_token_id, eos_token_id=model.config.eos_token_id
+    )
+    return model
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,7 @@ class ModelRef:
 
     spec: ModelSpec
     weights: bytes | None = None
+    token: str | None = field(default=None, repr=False)  # the hub's, for gated or private models; never shown
 
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.spec.name_or_path is None):
@@ -117,14 +134,14 @@ class ModelRef:
         quantization: Any = None,
         device: torch.device | None = None,
     ) -> Any:
-        """The model in ``dtype`` on ``device`` (default CPU), quantized by a bitsandbytes
-        ``quantization`` config when one is given."""
+        """The model in ``dtype`` on ``device`` (default CPU; a pretrained model loads straight onto
+        a GPU), quantized by a bitsandbytes ``quantization`` config when one is given."""
         device = device or torch.device("cpu")
         if self.spec.name_or_path is not None:
-            model = _from_pretrained(self.spec.name_or_path, self.spec, dtype, quantization, device)
+            model = _from_pretrained(self.spec.name_or_path, self.spec, dtype, quantization, device, self.token)
         elif quantization is None:
             assert self.weights is not None
-            model = load_model(self.spec, self.weights, tok).to(dtype)
+            model = load_model(self.spec, self.weights, tok).to(device=device, dtype=dtype)
         else:
             # bitsandbytes quantizes while loading a checkpoint: the built-in decoder goes through a
             # temporary save_pretrained folder (safetensors) so both kinds share that path
@@ -134,8 +151,6 @@ class ModelRef:
                 built.save_pretrained(tmp, safe_serialization=True)
                 del built
                 model = _from_pretrained(tmp, self.spec, dtype, quantization, device)
-        if quantization is None:
-            model = model.to(device)
         # a pad token for batched training and generation when the checkpoint names none
         if getattr(model.config, "pad_token_id", None) is None and getattr(tok, "pad_id", None) is not None:
             model.config.pad_token_id = tok.pad_id

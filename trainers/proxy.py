@@ -110,15 +110,17 @@ class ProxyModel:
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
 
 
-def load_proxy(model: ModelRef, tok: Any, recipe: ProxyRecipe, *, adapters: bool = True) -> ProxyModel:
+def load_proxy(
+    model: ModelRef, tok: Any, recipe: ProxyRecipe, *, adapters: bool = True, device: torch.device | None = None
+) -> ProxyModel:
     """The model of a proxy run (``adapters=False``: the untrained base as such a run sees it,
     quantized for ``qlora``), on the GPU when one is visible (Ray exposes the GPUs a trial
-    reserved and hides the others), else the CPU.
+    reserved and hides the others), else the CPU; ``device`` says where when the caller knows.
 
     ``lora``: the base in the run's dtype, float32 adapters. ``qlora``: an NF4 base
     (trainers.quantization; exact CPU gradients checked first), float32 adapters.
     ``full``: float32 weights (the optimizer's master copy), computed in the run's dtype."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch_dtype(model.spec.dtype, device)
     if recipe.kind == "qlora":
         from trainers.quantization import check_4bit_gradients, nf4_config, protect_cpu_4bit
@@ -127,14 +129,14 @@ def load_proxy(model: ModelRef, tok: Any, recipe: ProxyRecipe, *, adapters: bool
         net = model.load(tok, dtype=dtype, quantization=nf4_config(device), device=device)
         if device.type == "cpu":
             protect_cpu_4bit(net)  # before any evaluation pass (module doc of trainers.quantization)
-        if adapters:
-            from peft import prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training
 
-            net = prepare_model_for_kbit_training(
-                net,
-                use_gradient_checkpointing=recipe.gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False},
-            )
+        # the base too (adapters=False): its norms and embeddings in float32, as the runs see them
+        net = prepare_model_for_kbit_training(
+            net,
+            use_gradient_checkpointing=adapters and recipe.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     else:
         net = model.load(tok, dtype=torch.float32 if recipe.kind == "full" else dtype, device=device)
         if adapters and recipe.gradient_checkpointing:
@@ -153,16 +155,22 @@ def evaluate_base(
     max_new: Mapping[str, int],
     recipe: ProxyRecipe,
     threads: int | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, dict[str, float]]:
     """The untrained base's raw scores, loaded as the proxy runs of ``recipe`` load it (the same
-    device, dtype and quantization): the 0 of every normalized score."""
+    device, dtype and quantization): the 0 of every normalized score. The LoRA adapters the
+    runs would add are tried on it too, so that target modules the model lacks are an error
+    here, once, and not in every trial."""
     prev = torch.get_num_threads()
     torch.set_num_threads(threads or recipe.threads)
     try:
         tok = tokenizer_from_spec(dict(tokenizer))
-        pm = load_proxy(model, tok, recipe, adapters=False)
+        pm = load_proxy(model, tok, recipe, adapters=False, device=device)
         with pm.autocast():
-            return evaluate(pm.net, tok, heldout, metrics=metrics, max_new=max_new, max_length=model.spec.max_length)
+            scores = evaluate(pm.net, tok, heldout, metrics=metrics, max_new=max_new, max_length=model.spec.max_length)
+        if recipe.kind != "full":
+            wrap_lora(pm.net, recipe)
+        return scores
     finally:
         torch.set_num_threads(prev)
 
@@ -186,16 +194,17 @@ def run_proxy(
     ``heldout``, ``metrics`` (``exact_match``, ``choice`` or ``loss``) and ``max_new``
     (generation limit) say how each ability is scored. ``report(step, scores, perf)`` gets
     each evaluation and the speed so far (``tokens_per_s``: real tokens, not padding, per
-    second of training; ``peak_gpu_memory_mb`` on a GPU)."""
+    second of training; on a GPU ``peak_gpu_memory_mb``, allocated by tensors, and
+    ``peak_gpu_reserved_mb``, held by torch's caching allocator, loading included)."""
     torch.manual_seed(seed)
     torch.set_num_threads(recipe.threads)
     tok = tokenizer_from_spec(dict(tokenizer))
     max_length = model.spec.max_length
 
+    if torch.cuda.is_available():  # the peak includes loading (quantizing, a full run's float32 copy)
+        torch.cuda.reset_peak_memory_stats()
     pm = load_proxy(model, tok, recipe)
     net, device = pm.net, pm.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
     # float16 needs loss scaling, or small gradients underflow to 0; bfloat16 and float32 do not
@@ -250,8 +259,9 @@ def run_proxy(
             with pm.autocast():
                 scores = evaluate(net, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length)
             perf = {"tokens_per_s": tokens / seconds if seconds > 0 else 0.0}
-            if device.type == "cuda":
+            if device.type == "cuda":  # allocated by tensors; reserved by the caching allocator (what sharing needs)
                 perf["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+                perf["peak_gpu_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
             for _ in range(report_at.count(step) if report is not None else 0):
                 report(step, scores, perf)
     return ProxyResult(steps=steps, examples=len(encoded), scores=scores, tokens=tokens, train_seconds=seconds)

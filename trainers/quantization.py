@@ -28,7 +28,7 @@ __all__ = ["check_4bit_gradients", "cpu_4bit_problem", "nf4_config", "protect_cp
 
 def _compute_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
 
 
@@ -99,7 +99,8 @@ def cpu_4bit_problem() -> str | None:
     except Exception as e:  # an import failure of a native library is not one exception type
         return f"bitsandbytes cannot be imported ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})"
     try:
-        err = _probe(protect=True)
+        with torch.random.fork_rng(devices=[]):  # the probe's random layer must not move a run's seeded RNG
+            err = _probe(protect=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return f"bitsandbytes cannot run a 4-bit layer on this CPU ({first})"

@@ -183,7 +183,7 @@ class OptimizeJob(Job):
                     k: base.meta[k] for k in ("digest", "params", "build_seconds", "source", "commit") if k in base.meta
                 },
             },
-            config=cfg.to_dict(),
+            config=run.prep.cfg.to_dict(),  # a pretrained model pinned (its folder, its commit)
             seconds=run.seconds(),
             warm_start=self.warm.summary() if self.warm is not None else None,
             search_stats=stats,

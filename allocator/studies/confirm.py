@@ -50,7 +50,7 @@ class ConfirmJob(GridJob):
             summary=summary,
             runs=records,
             mlflow=run.mlflow(),
-            config=self.cfg.to_dict(),
+            config=run.prep.cfg.to_dict(),
             seconds=run.seconds(),
         )
         run.tracker.log_json(run.parent, result.to_dict(), "confirm.json")

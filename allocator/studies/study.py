@@ -68,7 +68,7 @@ class StudyJob(GridJob):
             analysis=analysis,
             pool=pools.summary,
             mlflow=run.mlflow(),
-            config=cfg.to_dict(),
+            config=run.prep.cfg.to_dict(),
             seconds=run.seconds(),
         )
         run.tracker.log_json(run.parent, result.to_dict(), "study.json")

@@ -50,11 +50,17 @@ class Prepared:
 
     def base_ref(self) -> ModelRef:
         """What a trial loads: the built-in base's weights, or the pinned pretrained model (each
-        worker loads it itself: the checkpoint never travels through Ray)."""
+        worker loads it itself: the checkpoint never travels through Ray). A hub model carries
+        the driver's hub token for gated or private repositories: through Ray's object store,
+        not its runtime environment, which Ray writes to its logs."""
+        from trainers.hub import is_local
         from trainers.models import ModelRef
 
         if isinstance(self.base, PretrainedBase):
-            return ModelRef(self.base.spec)
+            spec = self.base.spec
+            hub = spec.name_or_path is not None and not is_local(spec.name_or_path)
+            token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") if hub else None
+            return ModelRef(spec, token=token)
         return self.base.ref(self.spec)
 
     def trial_setup(self, *, plan: BudgetPlan | None = None, runs: tuple[GridRun, ...] = ()) -> TrialSetup:
@@ -117,6 +123,9 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
         with trainer_errors():
             pretrained = resolve_model(spec)
         spec = pretrained.spec
+        # what every result records: the folder as an absolute path, a hub id at its commit
+        model = cfg.model.model_copy(update={"name_or_path": spec.name_or_path, "revision": spec.revision})
+        cfg = cfg.model_copy(update={"model": model})
     pools, tok, (docs, corpus_digest) = prepare_pools(cfg, out, spec)
     weights = cfg.objective_weights(pools.abilities)
     check(pools)
@@ -125,15 +134,13 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
         out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
     uri = cfg.tracking.uri or default_tracking_uri()
     check_uri(uri)
+    if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
+        _check_cpu_qlora()
     if pretrained is not None:
-        if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
-            _check_cpu_qlora()
         params = f"{pretrained.meta['params']:,}" if pretrained.meta.get("params") else "?"
         pin = f" at {spec.revision}" if spec.revision else ""
         out(f"base model: {spec.name_or_path}{pin}, {params} parameters (loaded by each worker)")
         return Prepared(cfg, pools, tok, pretrained, None, weights, uri)
-    if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
-        _check_cpu_qlora()
     base = build_or_load_base(
         spec,
         cfg.pretrain.recipe(),
@@ -145,8 +152,10 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
     )
     out(f"base model: {base.meta['params']:,} parameters, {base.path} (built in {base.meta['build_seconds']}s)")
     prep = Prepared(cfg, pools, tok, base, None, weights, uri)
-    # the built-in base is scored here, where it was built: it is tiny (a second on a CPU)
-    prep.set_base_scores(evaluate_base(prep), out)
+    if cfg.resources.gpus_per_trial == 0:
+        # the built-in base is scored here, where it was built, on the CPU as its trials run: it is
+        # tiny (a second); with GPUs per trial, a worker scores it on a GPU as trials see it
+        prep.set_base_scores(evaluate_base(prep), out)
     return prep
 
 
@@ -162,9 +171,11 @@ def _check_cpu_qlora() -> None:
 
 def evaluate_base(prep: Prepared) -> dict[str, dict[str, float]]:
     """The untrained base's raw scores on the held-out sets, on this machine (all its CPUs)."""
+    import torch
+
     from trainers.proxy import evaluate_base as score
 
-    return score(**prep.base_job(), threads=os.cpu_count() or 1)
+    return score(**prep.base_job(), threads=os.cpu_count() or 1, device=torch.device("cpu"))
 
 
 def _raw(s: dict[str, float], metric: str) -> str:

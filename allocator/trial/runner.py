@@ -31,12 +31,12 @@ from ray_cluster import HUB_ENV
 
 __all__ = ["Job", "JobRun", "TrialPlan", "run_job"]
 
-# what Ray's workers must see as the driver does: offline mode, the hub's token and cache for
-# gated or private models (passed when set here, never logged), the model cache, fault injection
+# what Ray's workers must see as the driver does: offline mode, where the hub and its cache are
+# (a path must exist on every node), the model cache, fault injection. Not the hub token: Ray
+# logs a job's runtime environment, so the token travels with the model reference instead
+# (Prepared.base_ref), never logged
 WORKER_ENV = (
     *HUB_ENV,
-    "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN",
     "HF_HOME",
     "HF_HUB_CACHE",
     "HF_ENDPOINT",
@@ -147,7 +147,7 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
             )
         except ClusterError as e:
             raise UserError(str(e)) from None
-        if plan is None:  # a pretrained base: scored where trials run, then the trials are planned
+        if plan is None:  # scored where trials run (a pretrained base, or GPU trials), then planned
             prep.set_base_scores(_score_base_on_worker(prep), out)
             plan = job.trials(prep)
         tracker = open_tracker(prep.uri, cfg.tracking.experiment)
@@ -212,11 +212,23 @@ def _score_base_on_worker(prep: Prepared) -> dict[str, dict[str, float]]:
     try:
         return ray.get(task.remote(prep.base_job()))
     except ray.exceptions.RayTaskError as e:
+        import torch
+
         from trainers.errors import TrainerError
 
         if isinstance(e.cause, TrainerError):
             raise UserError(f"scoring the base on a worker: {e.cause}") from None
+        if isinstance(e.cause, torch.OutOfMemoryError):
+            raise UserError(
+                f"scoring the base on a worker: out of GPU memory with resources.gpus_per_trial "
+                f"{r.gpus_per_trial} (raise it, use proxy.kind qlora, or lower proxy.batch_size)"
+            ) from None
         raise
+    except ray.exceptions.OutOfMemoryError:
+        raise UserError(
+            "scoring the base on a worker: the node ran out of memory loading the model (raise "
+            "resources.cpus_per_trial to give a trial more of a node, or use proxy.kind qlora)"
+        ) from None
 
 
 def _open_parent(tracker: Any, prep: Prepared, kind: str) -> tuple[str, str]:

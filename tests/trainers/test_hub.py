@@ -51,6 +51,11 @@ def test_a_folder_a_worker_does_not_see_is_named_with_the_worker(tmp_path, folde
         gone.load(tok)
 
 
+def test_a_hub_token_rides_with_the_reference_and_is_never_shown():
+    ref = ModelRef(ModelSpec(name_or_path="someorg/gated"), token="hf_secret_value")
+    assert ref.token == "hf_secret_value" and "hf_secret_value" not in repr(ref)
+
+
 def test_what_is_a_path_and_what_is_a_hub_id(folder):
     assert is_local(str(folder)) and is_local("./x") and is_local("../x") and is_local("/x")
     assert not is_local("Qwen/Qwen2.5-0.5B") and not is_local("gpt2")

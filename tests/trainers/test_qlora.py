@@ -115,6 +115,17 @@ def test_qlora_gradients_after_an_evaluation_equal_a_dequantized_float32_referen
     assert max(errors) > 0.1, errors
 
 
+def test_the_cpu_check_leaves_a_seeded_run_s_random_numbers_alone():
+    # it runs once per worker process, after the run seeded torch: a run's LoRA init must not
+    # depend on whether it was the process's first
+    cpu_4bit_problem.cache_clear()
+    torch.manual_seed(0)
+    assert cpu_4bit_problem() is None
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
+
+
 def test_a_qlora_proxy_runs_end_to_end_on_the_cpu(folder, tok):
     ref = ModelRef(ModelSpec(name_or_path=str(folder), max_length=64))
     train = _examples(tok, 12)
