@@ -1,4 +1,5 @@
-"""How a job reaches Ray (a local instance or a cluster) and what a trial asks of it.
+"""How a job reaches Ray (a local instance or a cluster), what a trial asks of it, and a
+data-parallel fine-tune on Ray Train launched from a trial (``train``).
 
 Imports Ray and nothing of ``allocator``: what a cluster must ship to its workers (the
 caller's packages, environment variables) is passed in. Raises ``ClusterError``.
@@ -7,5 +8,15 @@ caller's packages, environment variables) is passed in. Raises ``ClusterError``.
 from ray_cluster.connect import HUB_ENV, connect, disconnect
 from ray_cluster.errors import ClusterError
 from ray_cluster.resources import max_concurrent_trials, trial_resources
+from ray_cluster.train import LAUNCHER_CPUS, fit_data_parallel
 
-__all__ = ["HUB_ENV", "ClusterError", "connect", "disconnect", "max_concurrent_trials", "trial_resources"]
+__all__ = [
+    "HUB_ENV",
+    "LAUNCHER_CPUS",
+    "ClusterError",
+    "connect",
+    "disconnect",
+    "fit_data_parallel",
+    "max_concurrent_trials",
+    "trial_resources",
+]

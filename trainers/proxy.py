@@ -146,6 +146,28 @@ def load_proxy(
     return ProxyModel(net, device, dtype)
 
 
+def _data_parallel() -> tuple[int, int]:
+    """``(world size, rank)`` of an initialized process group, else ``(1, 0)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Every rank's gradients replaced by their mean over the ranks (what DDP does, spelled out:
+    a model that is peft-wrapped, quantized or tiny needs no DDP wrapper this way). A parameter
+    without a gradient on this rank (no token reached it) counts as zeros."""
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= world
+
+
 def evaluate_base(
     *,
     model: ModelRef,
@@ -188,6 +210,7 @@ def run_proxy(
     seed: int,
     max_repeats: int = 1,
     report: Report | None = None,
+    checkpoint: Callable[[Any], None] | None = None,
 ) -> ProxyResult:
     """One proxy fine-tune (module doc). ``tokenizer`` is a ``spec()`` (trainers.tokenizer);
     ``train`` holds each ability's training order as (token ids, loss mask) pairs;
@@ -195,7 +218,19 @@ def run_proxy(
     (generation limit) say how each ability is scored. ``report(step, scores, perf)`` gets
     each evaluation and the speed so far (``tokens_per_s``: real tokens, not padding, per
     second of training; on a GPU ``peak_gpu_memory_mb``, allocated by tensors, and
-    ``peak_gpu_reserved_mb``, held by torch's caching allocator, loading included)."""
+    ``peak_gpu_reserved_mb``, held by torch's caching allocator, loading included).
+    ``checkpoint(net)`` gets the trained model at the end (on every rank of a data-parallel run:
+    the caller's rank 0 saves it).
+
+    **Data-parallel** when ``torch.distributed`` is initialized (a target fine-tune on Ray
+    Train's workers, say): every rank builds the same model from the same seed and the same
+    data order, takes its share of each global batch (rows ``rank::world``), and averages
+    its gradients with the others' before the optimizer step, so the weights stay identical
+    on every rank. Rank 0 alone evaluates; every rank reports (the others with empty scores),
+    as a collective report expects. One process: exactly as before."""
+    world, rank = _data_parallel()
+    if world > 1 and recipe.batch_size < world:
+        raise TrainerError(f"batch_size {recipe.batch_size} is smaller than the {world} data-parallel workers")
     torch.manual_seed(seed)
     torch.set_num_threads(recipe.threads)
     tok = tokenizer_from_spec(dict(tokenizer))
@@ -239,14 +274,14 @@ def run_proxy(
             lr = recipe.lr * min(1.0, step / warmup) * (1.0 - 0.9 * frac)
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = {
-                k: v.to(device)
-                for k, v in collate([encoded[i] for i in order[(step - 1) * bs : step * bs]], tok.pad_id).items()
-            }
+            rows = order[(step - 1) * bs : step * bs][rank::world]  # this rank's share of the global batch
+            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in rows], tok.pad_id).items()}
             with pm.autocast():
                 loss = net(**batch).loss
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if world > 1:
+                _average_gradients(params, world)
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             scaler.step(opt)
@@ -255,13 +290,16 @@ def run_proxy(
                 torch.cuda.synchronize(device)
             seconds += time.perf_counter() - t0
             tokens += int(batch["attention_mask"].sum())
-        if step in report_at:
+        if step in report_at and rank == 0:
             with pm.autocast():
                 scores = evaluate(net, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length)
+        if step in report_at:
             perf = {"tokens_per_s": tokens / seconds if seconds > 0 else 0.0}
             if device.type == "cuda":  # allocated by tensors; reserved by the caching allocator (what sharing needs)
                 perf["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
                 perf["peak_gpu_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
             for _ in range(report_at.count(step) if report is not None else 0):
                 report(step, scores, perf)
+    if checkpoint is not None:
+        checkpoint(net)
     return ProxyResult(steps=steps, examples=len(encoded), scores=scores, tokens=tokens, train_seconds=seconds)
