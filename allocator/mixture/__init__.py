@@ -10,6 +10,7 @@ from allocator.mixture.mapping import (
     counts_from_weights,
     examples_within,
     point_from_counts,
+    proportional_counts,
     uniform_counts,
     uniform_point,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "counts_from_weights",
     "examples_within",
     "point_from_counts",
+    "proportional_counts",
     "uniform_counts",
     "uniform_point",
 ]

@@ -130,6 +130,13 @@ def uniform_counts(abilities: list[str], budget: int, caps: Mapping[str, int] | 
     return counts_from_weights({a: 1.0 for a in abilities}, budget, caps)
 
 
+def proportional_counts(sizes: Mapping[str, int], budget: int, caps: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The budget split in proportion to each ability's pool size (the "natural" mixture of the
+    data as it comes), under the caps. Where every pool has the same size it is the uniform
+    mixture: a confirmation then trains it once, not twice."""
+    return counts_from_weights({a: float(n) for a, n in sizes.items()}, budget, caps)
+
+
 def examples_within(lengths: Sequence[int], tokens: int, max_repeats: int = 1) -> int:
     """The most examples, taken in order and cycled up to ``max_repeats`` passes, whose
     token lengths sum to at most ``tokens``."""

@@ -3,5 +3,7 @@
 ``specs`` builds the grids (a study's volumes x designs x seeds, a confirmation's mixtures x
 seeds) and the grid job both share; ``study`` measures each ability's growth and
 ``analysis`` fits the curves, transference and complexity; ``confirm`` trains named
-mixtures afresh. The public entry points are ``allocator.study`` and ``allocator.confirm``.
+mixtures afresh; ``evidence`` holds the statistics that compare confirmed mixtures (paired
+tests, Holm's correction, proxy-to-target rank agreement; pure). The public entry points are
+``allocator.study`` and ``allocator.confirm``.
 """
