@@ -6,18 +6,13 @@ import os
 from collections.abc import Sequence
 from types import ModuleType
 
-from ray_cluster.errors import ClusterError
+from ray_cluster.errors import ClusterError, first_line
 
 __all__ = ["HUB_ENV", "connect", "disconnect"]
 
 # what a worker needs to behave like the driver with the Hugging Face libraries (offline mode
 # is read at their import: a worker must get it from its environment)
 HUB_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def connect(
@@ -51,7 +46,7 @@ def connect(
                 configure_logging=False,
             )
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ClusterError(f"--ray-address {address}: cannot join the Ray cluster: {_first_line(e)}") from None
+            raise ClusterError(f"--ray-address {address}: cannot join the Ray cluster: {first_line(e)}") from None
         return True
     ray.init(
         # "local": a new instance, never a cluster that `ray start` left on this machine (which

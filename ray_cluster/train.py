@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ray_cluster.errors import ClusterError
+from ray_cluster.errors import ClusterError, first_line
 
 __all__ = ["LAUNCHER_CPUS", "fit_data_parallel"]
 
@@ -50,5 +50,4 @@ def fit_data_parallel(
     try:
         trainer.fit()
     except Exception as e:  # Ray Train wraps a worker's error in its own types
-        text = str(e).strip()
-        raise ClusterError(f"the data-parallel run {name} failed: {text.splitlines()[0] if text else e!r}") from e
+        raise ClusterError(f"the data-parallel run {name} failed: {first_line(e)}") from e

@@ -29,8 +29,6 @@ import torch
 
 __all__ = ["AbilityEval", "HeldoutItem", "collate", "evaluate", "evaluate_examples", "greedy", "greedy_uncached"]
 
-METRICS = ("exact_match", "loss", "choice")
-
 
 @dataclass(frozen=True)
 class HeldoutItem:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.config import ModelSpec
-from trainers.errors import TrainerError
+from trainers.errors import TrainerError, first_line
 
 __all__ = ["PretrainedBase", "check_local", "hub_offline", "is_local", "resolve_model"]
 
@@ -185,9 +185,8 @@ def _hub(spec: ModelSpec, repo: str) -> PretrainedBase:
     try:
         info = HfApi().model_info(repo, revision=revision, files_metadata=False)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrainerError(
-            f"model.name_or_path {repo} (revision {revision}): cannot be found on the hub: {first}"
+            f"model.name_or_path {repo} (revision {revision}): cannot be found on the hub: {first_line(e)}"
         ) from None
     files = [s.rfilename for s in info.siblings or []]
     if "config.json" not in files:
@@ -197,8 +196,7 @@ def _hub(spec: ModelSpec, repo: str) -> PretrainedBase:
         config_path = HfApi().hf_hub_download(repo, "config.json", revision=info.sha)
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     except Exception as e:  # a network failure, a gated repository, a broken file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainerError(f"model.name_or_path {repo}: cannot read its config.json: {first}") from None
+        raise TrainerError(f"model.name_or_path {repo}: cannot read its config.json: {first_line(e)}") from None
     _check_config(config, repo, spec.trust_remote_code, spec.max_length)
     params = info.safetensors.total if getattr(info, "safetensors", None) else None
     meta = {"digest": str(info.sha)[:16], "params": params, "build_seconds": 0.0, "source": "hub", "commit": info.sha}

@@ -22,7 +22,7 @@ from safetensors.torch import load as load_safetensors
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from trainers.config import ModelSpec
-from trainers.errors import TrainerError
+from trainers.errors import TrainerError, first_line
 
 __all__ = ["ModelRef", "load_model", "make_llama_config", "torch_dtype"]
 
@@ -97,8 +97,7 @@ def _from_pretrained(
     except (TrainerError, torch.OutOfMemoryError):
         raise
     except (OSError, ValueError, ImportError, RuntimeError) as e:  # RuntimeError: e.g. shapes that do not fit
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainerError(f"model.name_or_path {spec.name_or_path}: cannot be loaded: {first}") from None
+        raise TrainerError(f"model.name_or_path {spec.name_or_path}: cannot be loaded: {first_line(e)}") from None
     # greedy decoding means greedy: a checkpoint's generation_config (repetition penalty, banned
     # n-grams, a minimum length, sampling) would otherwise fill in what evaluation leaves unset
     from transformers import GenerationConfig
@@ -121,10 +120,6 @@ class ModelRef:
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.spec.name_or_path is None):
             raise TrainerError("ModelRef: give the built-in decoder's weights or a spec with name_or_path, not both")
-
-    @property
-    def pretrained(self) -> bool:
-        return self.spec.name_or_path is not None
 
     def load(
         self,

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trainers.errors import TrainerError
+from trainers.errors import TrainerError, first_line
 
 __all__ = ["check_4bit_gradients", "cpu_4bit_problem", "nf4_config", "protect_cpu_4bit"]
 
@@ -97,13 +97,12 @@ def cpu_4bit_problem() -> str | None:
     try:
         import bitsandbytes  # noqa: F401
     except Exception as e:  # an import failure of a native library is not one exception type
-        return f"bitsandbytes cannot be imported ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})"
+        return f"bitsandbytes cannot be imported ({first_line(e)})"
     try:
         with torch.random.fork_rng(devices=[]):  # the probe's random layer must not move a run's seeded RNG
             err = _probe(protect=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return f"bitsandbytes cannot run a 4-bit layer on this CPU ({first})"
+        return f"bitsandbytes cannot run a 4-bit layer on this CPU ({first_line(e)})"
     if not err < 1e-4:
         return f"bitsandbytes' 4-bit gradients on this CPU are off by {err:.0%} after an evaluation pass"
     return None

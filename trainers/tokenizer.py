@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
-from trainers.errors import TrainerError
+from trainers.errors import TrainerError, first_line
 
 __all__ = [
     "BOS",
@@ -316,8 +316,7 @@ def load_tokenizer_dir(
             **({} if local or revision is None else {"revision": revision}),
         )
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainerError(f"{field}: {path}: cannot load a tokenizer: {first}") from None
+        raise TrainerError(f"{field}: {path}: cannot load a tokenizer: {first_line(e)}") from None
     if not getattr(tok, "is_fast", False):
         raise TrainerError(f"{field}: {path}: a fast tokenizer (tokenizer.json) is required")
     return HFTokenizer(tok, path)
