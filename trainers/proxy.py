@@ -180,9 +180,9 @@ def evaluate_base(
     device: torch.device | None = None,
 ) -> dict[str, dict[str, float]]:
     """The untrained base's raw scores, loaded as the proxy runs of ``recipe`` load it (the same
-    device, dtype and quantization): the 0 of every normalized score. The LoRA adapters the
-    runs would add are tried on it too, so that target modules the model lacks are an error
-    here, once, and not in every trial."""
+    device, dtype and quantization): the 0 of every normalized score. Named LoRA target
+    modules are tried on it too, so that targets the model lacks are an error here, once, and
+    not in every trial."""
     prev = torch.get_num_threads()
     torch.set_num_threads(threads or recipe.threads)
     try:
@@ -190,7 +190,9 @@ def evaluate_base(
         pm = load_proxy(model, tok, recipe, adapters=False, device=device)
         with pm.autocast():
             scores = evaluate(pm.net, tok, heldout, metrics=metrics, max_new=max_new, max_length=model.spec.max_length)
-        if recipe.kind != "full":
+        # the default, every linear layer, fits any model: only named targets need the check
+        # (which imports peft, seconds a process)
+        if recipe.kind != "full" and recipe.lora_target_modules is not None:
             wrap_lora(pm.net, recipe)
         return scores
     finally:

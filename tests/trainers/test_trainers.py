@@ -138,3 +138,19 @@ def test_lora_trains_adapters_only(base):
     model = wrap_lora(load_model(MODEL, base.weights, TOK), _proxy(kind="lora"))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_scoring_the_base_refuses_lora_targets_the_model_lacks(base, suite):
+    # once, before the trials: not in every trial's worker
+    from trainers.proxy import evaluate_base
+
+    job = {
+        "model": ModelRef(MODEL, base.weights),
+        "tokenizer": TOK.spec(),
+        "heldout": {"first": suite.heldout["first"]},
+        "metrics": {"first": "loss"},
+        "max_new": suite.max_new,
+    }
+    with pytest.raises(TrainerError, match=r"proxy\.lora_target_modules"):
+        evaluate_base(**job, recipe=_proxy(lora_target_modules=("no_such_proj",)))
+    assert set(evaluate_base(**job, recipe=_proxy(lora_target_modules=("q_proj", "v_proj")))) == {"first"}
