@@ -9,7 +9,10 @@ Public API::
 
     s = allocator.study("experiments/study_suite.yaml")  # growth curves per ability
     rec = allocator.recommend(s, budget=4000)            # counts, predictions, rationale
-    c = allocator.confirm(None, {"tailored": rec.counts}) # fresh proxy runs, 3 seeds
+    c = allocator.confirm(cfg, {"tailored": rec.counts})  # fresh runs with the baselines, 3 seeds,
+                                                         # on the proxy and on cfg's target:
+    allocator.strategies()                               # confirmed mixtures, best first (MLflow registry)
+    allocator.export("champion", "llamafactory", "out/") # its exact examples for your trainer
 
 The package, in pipeline order (each folder's docstring says more)::
 
@@ -25,7 +28,8 @@ The package, in pipeline order (each folder's docstring says more)::
                           Ray/Optuna extensions, warm starts, choosing the recommendation
     studies/           the jobs "study" and "confirm": their grids and the study's analysis
     recommendation.py  5. curves -> counts for a budget
-    report/            I/O: MLflow tracking, result files, console tables, figures
+    report/            I/O: MLflow tracking, strategies in the Model Registry, result files,
+                          export, console tables, figures
     cli.py             one function per sub-command
     errors.py          UserError: a leaf
 
@@ -45,9 +49,11 @@ _API = {
     "StudyResult": "allocator.report.results",
     "UserError": "allocator.errors",
     "confirm": "allocator.studies.confirm",
+    "export": "allocator.report.export",
     "load_config": "allocator.config",
     "optimize": "allocator.search.optimize",
     "recommend": "allocator.recommendation",
+    "strategies": "allocator.report.registry",
     "study": "allocator.studies.study",
 }
 __all__ = sorted(_API)

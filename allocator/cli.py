@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE|RUN_ID",
         help="seed the search with a study's or an optimization's result (its JSON or MLflow run id)",
     )
+    o.add_argument(
+        "--confirm",
+        type=int,
+        metavar="K",
+        help="then confirm the K best searched mixtures (with the median, the worst and the baselines) on the "
+        "config's target: (as `allocator confirm --top K`)",
+    )
+    o.add_argument("--confirm-seeds", type=int, default=3, metavar="N", help="seeds per confirmed mixture (3)")
     _job_options(o)
     o.set_defaults(func=cmd_optimize)
 
@@ -88,18 +96,56 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "confirm",
-        help="train a study's tailored, uniform and DoIT-rule mixtures afresh over several seeds",
-        description="Recommend counts for --budget from a study (as `allocator recommend`), then train the "
-        "uniform, the tailored and the DoIT-rule mixtures with fresh seeds and report each objective's mean, "
-        "spread and paired difference to uniform.",
+        help="train an optimization's best mixtures, or a study's, afresh on the proxy and the target",
+        description="Train mixtures afresh with N seeds (the same for every mixture) on the proxy and, with a "
+        "target: section in the config, on the target (a data-parallel fine-tune on Ray Train): from an "
+        "optimization its --top K best distinct mixtures with the median and the worst; from a study its tailored "
+        "and DoIT-rule allocations for --budget; always the uniform and proportional baselines (and the "
+        "registry's champion). Reports paired tests against the baselines (Holm-corrected), the proxy-to-target "
+        "Spearman and Kendall, and the winner's curse; every mixture becomes a strategy in the MLflow Model Registry.",
     )
-    c.add_argument("--config", metavar="PATH", help="YAML config (the study's, usually)")
-    c.add_argument("--from", dest="source", required=True, metavar="FILE|RUN_ID", help="a study JSON or MLflow run id")
+    c.add_argument("--config", metavar="PATH", help="YAML config with a target: section (the search's, usually)")
+    c.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        required=True,
+        metavar="FILE|RUN_ID",
+        help="an optimization's or a study's result JSON or MLflow run id (may be given twice: one of each)",
+    )
+    c.add_argument("--top", type=int, metavar="K", help="an optimization's K best distinct mixtures (default 3)")
     c.add_argument("--budget", type=int, metavar="N", help="total training examples (default: the config's)")
     c.add_argument("--seeds", type=int, default=3, metavar="N", help="fresh training seeds per mixture (3)")
     c.add_argument("--design", choices=["isolated", "joint"], help="the study's curves to use (default: isolated)")
+    c.add_argument("--proxy-only", action="store_true", help="ignore the config's target: confirm on the proxy only")
     _job_options(c)
     c.set_defaults(func=cmd_confirm)
+
+    st = sub.add_parser(
+        "strategies",
+        help="list the confirmed strategies of an experiment, best first, with their evidence",
+        description="The versions of the experiment's registered model of strategies (MLflow Model Registry), "
+        "target-confirmed ones first, by their relative gain over the uniform mixture.",
+    )
+    st.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    st.add_argument("--experiment", default="allocator", metavar="NAME", help="MLflow experiment (allocator)")
+    st.add_argument("--json", action="store_true", help="print them as JSON")
+    st.set_defaults(func=cmd_strategies)
+
+    e = sub.add_parser(
+        "export",
+        help="write a strategy's exact examples for LLaMA-Factory, axolotl or any JSONL reader",
+        description="Rebuild the exact examples a strategy trained on (the same nested selection, checked "
+        "against its data hash) and write them as JSONL (OpenAI-style messages), with a LLaMA-Factory "
+        "dataset_info.json or an axolotl datasets: YAML. Those trainers apply their own chat template and "
+        "truncation, not the proxy's.",
+    )
+    e.add_argument("strategy", metavar="STRATEGY", help="champion (or another alias), a version (3 or v3), or a run id")
+    e.add_argument("--format", required=True, choices=["jsonl", "llamafactory", "axolotl"], dest="fmt")
+    e.add_argument("--output", required=True, metavar="DIR", help="a folder that does not exist yet (or is empty)")
+    e.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    e.add_argument("--experiment", default="allocator", metavar="NAME", help="MLflow experiment (allocator)")
+    e.set_defaults(func=cmd_export)
 
     d = sub.add_parser("data", help="inspect instruction data")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -140,6 +186,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     from allocator.config import load_config
+    from allocator.errors import UserError
 
     overrides: dict[str, Any] = {}
     for key in ("trials", "budget", "seed"):
@@ -151,12 +198,30 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         overrides["search"] = search
     cfg = load_config(args.config, overrides)
     _check_output(args.output)
+    if args.confirm is not None:
+        from allocator.studies.confirm import check_seeds
+
+        if not 1 <= args.confirm <= cfg.trials:
+            raise UserError(f"--confirm {args.confirm}: expected 1 to the {cfg.trials} searched trials")
+        check_seeds(args.confirm_seeds, cfg)
     _print_config(cfg)
 
     from allocator.search.optimize import optimize
 
     result = optimize(cfg)
-    _write_result(args.output, result.to_dict())
+    out = result.to_dict()
+    _write_result(args.output, out)  # the search is done and kept, whatever the confirmation does
+    if args.confirm is not None:
+        from allocator.studies.candidates import search_mixtures
+        from allocator.studies.confirm import confirm
+
+        mixtures, estimates = search_mixtures(out, args.confirm, explicit=False)
+        found = sum(n.startswith("top") for n in mixtures)
+        fewer = f" (only {found} distinct finished ones)" if found < args.confirm else ""
+        print(f"confirming the {args.confirm} best searched mixtures{fewer}:", flush=True)
+        conf = confirm(cfg, mixtures, seeds=args.confirm_seeds, estimates=estimates, search_best="top1")
+        out["confirmation"] = conf.to_dict()
+        _write_result(args.output, out)
     return 0
 
 
@@ -258,37 +323,63 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_confirm(args: argparse.Namespace) -> int:
     from allocator.config import load_config
     from allocator.errors import UserError
+    from allocator.report.results import load_result
     from allocator.report.tables import recommendation_lines
+    from allocator.studies.confirm import check_seeds
 
     overrides = _cluster_overrides(args)
-    if args.seeds < 1:
-        raise UserError(f"--seeds {args.seeds}: must be at least 1")
+    if args.proxy_only:
+        overrides["target"] = None
+    if args.budget is not None:
+        overrides["budget"] = args.budget
     cfg = load_config(args.config, overrides)
+    check_seeds(args.seeds, cfg)
+    if args.top is not None and args.top < 1:
+        raise UserError(f"--top {args.top}: must be at least 1")
     _check_output(args.output)
-    budget = args.budget if args.budget is not None else cfg.budget
+    budget = cfg.budget
 
-    from allocator.recommendation import recommend
+    from allocator.studies.candidates import from_sources
     from allocator.studies.confirm import confirm
 
-    rec = recommend(_study_source(args.source, args.tracking_uri), budget=budget, design=args.design)
-    # a study's alternatives are allocated at this budget; an optimization's (its uniform
-    # baseline and its best) were measured at the search's budget, and only compare there
-    third = "doit_rule" if "doit_rule" in rec.alternatives else "search_best"
-    mixtures = {
-        "uniform": rec.alternatives["uniform"]["counts"],
-        "tailored": rec.counts,
-        third: rec.alternatives[third]["counts"],
-    }
-    other = next((n for n in (sum(m.values()) for m in mixtures.values()) if n != budget), None)
-    if other is not None:
-        raise UserError(
-            f"confirm --from {args.source}: its measured mixtures have {other:,} examples, not {budget:,}: "
-            f"confirm at the budget they share (--budget {other})"
-        )
-    for line in recommendation_lines(rec, budget):
-        print(line, flush=True)
-    result = confirm(cfg, mixtures, seeds=args.seeds)
-    _write_result(args.output, {**result.to_dict(), "recommendation": rec.to_dict()})
+    loaded = [(src, load_result(src, args.tracking_uri, ("study.json", "recommendation.json"))) for src in args.sources]
+    mixtures, estimates, rec = from_sources(loaded, top=args.top, budget=budget, design=args.design)
+    if rec is not None:
+        for line in recommendation_lines(rec, budget):
+            print(line, flush=True)
+    best = "top1" if "top1" in mixtures else None
+    result = confirm(cfg, mixtures, seeds=args.seeds, estimates=estimates, search_best=best)
+    out = result.to_dict()
+    if rec is not None:
+        out["recommendation"] = rec.to_dict()
+    _write_result(args.output, out)
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    import json
+
+    from allocator.report.registry import list_strategies
+    from allocator.report.tables import strategy_lines
+    from allocator.report.tracking import check_uri, default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    check_uri(uri)
+    found = list_strategies(uri, args.experiment)
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        for line in strategy_lines(found, args.experiment):
+            print(line)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from allocator.report.export import export
+
+    written = export(args.strategy, args.fmt, args.output, tracking_uri=args.tracking_uri, experiment=args.experiment)
+    for line in written.lines():
+        print(line)
     return 0
 
 

@@ -36,7 +36,9 @@ def connect(
 
     if ray.is_initialized():
         return False
-    env = {k: os.environ[k] for k in env_vars if k in os.environ}
+    from ray_cluster.train import TRAIN_ENV
+
+    env = {**TRAIN_ENV, **{k: os.environ[k] for k in (*env_vars, *TRAIN_ENV) if k in os.environ}}
     if address:
         try:
             ray.init(
@@ -54,7 +56,7 @@ def connect(
         address="local",
         num_cpus=num_cpus,
         include_dashboard=False,
-        runtime_env={"env_vars": env} if env else None,
+        runtime_env={"env_vars": env},
         # trial output (peft and transformers warnings) stays in Ray's logs; the
         # driver prints one line per finished trial instead
         log_to_driver=False,

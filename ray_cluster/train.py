@@ -18,9 +18,13 @@ from typing import Any
 
 from ray_cluster.errors import ClusterError, first_line
 
-__all__ = ["LAUNCHER_CPUS", "fit_data_parallel"]
+__all__ = ["LAUNCHER_CPUS", "TRAIN_ENV", "fit_data_parallel"]
 
 LAUNCHER_CPUS = 0.01  # the Tune trial that only launches and waits for the Ray Train workers
+# Ray Train's controller polls its workers every 2 s by default, so a run's end is seen up to
+# 2 s late and its teardown took 4 s; at 0.25 s, 1 s (measured: docs/BENCHMARKS.md). Set for
+# Ray's processes by ray_cluster.connect unless the environment says otherwise
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
 
 
 def fit_data_parallel(
@@ -29,17 +33,19 @@ def fit_data_parallel(
     *,
     workers: int,
     cpus_per_worker: float = 1.0,
-    use_gpu: bool = False,
+    gpus_per_worker: float = 0.0,
     storage_path: str,
     name: str,
 ) -> None:
     """Run ``loop(config)`` on ``workers`` data-parallel Ray Train workers from inside a Tune
-    trial and wait for it; a worker's failure raises ``ClusterError`` with its first line."""
+    trial and wait for it (on GPUs when ``gpus_per_worker`` > 0); a worker's failure raises
+    ``ClusterError`` with its first line."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    resources = {"CPU": cpus_per_worker, **({"GPU": 1.0} if use_gpu else {})}
+    use_gpu = gpus_per_worker > 0
+    resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(
         loop,
         train_loop_config=config,

@@ -116,3 +116,24 @@ def test_the_model_side_sections_and_the_trainers_dataclasses_agree(section, pla
     assert made == dataclass() and isinstance(made, dataclass)
     with pytest.raises(trainers.TrainerError, match="unknown field 'colour'"):
         dataclass.from_dict({"colour": 1})
+
+
+def test_a_target_section_validates_and_reads_back():
+    from allocator.config import load_config
+    from allocator.errors import UserError
+
+    cfg = load_config(None, {"target": {"workers": 2, "model": {"hidden_size": 64, "num_heads": 2}}})
+    assert load_config(None, cfg.to_dict()) == cfg  # what every result stores reads back as itself
+    t = cfg.for_target()
+    assert t.model.hidden_size == 64 and t.proxy.kind == "full" and t.target is None
+    assert t.proxy.max_new_tokens == cfg.proxy.max_new_tokens  # the proxies' scorer
+    assert t.resources.cpus_per_trial == cfg.target.cpus_per_worker
+    assert load_config(None).target is None  # the embedded default confirms on the proxy only
+    for target, message in [
+        ({"batch_size": 2, "workers": 4}, "target: batch_size 2 is smaller than workers 4"),
+        ({"model": {"name_or_path": "x"}, "pretrain": {"steps": 3}}, "target: pretrain.steps: a target model"),
+        ({"kind": "dpo"}, "target.kind"),
+        ({"workerz": 2}, "target.workerz: unknown key"),
+    ]:
+        with pytest.raises(UserError, match=message.replace(".", r"\.").replace("(", r"\(")):
+            load_config(None, {"target": target})

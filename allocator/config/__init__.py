@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from allocator.config._base import Section
 from allocator.config._data import DataConfig, SourceConfig, SuiteConfig
-from allocator.config._model import ModelConfig, PretrainConfig, ProxyConfig
+from allocator.config._model import ModelConfig, PretrainConfig, ProxyConfig, TargetConfig
 from allocator.errors import UserError
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "SourceConfig",
     "StudyConfig",
     "SuiteConfig",
+    "TargetConfig",
     "TrackingConfig",
     "load_config",
     "merge",
@@ -170,6 +171,9 @@ class OptimizeConfig(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    target: TargetConfig | None = Field(
+        None, description="what `allocator confirm` confirms on (Ray Train); unset: the proxy only"
+    )
 
     @model_validator(mode="after")
     def _weights(self) -> OptimizeConfig:
@@ -226,7 +230,25 @@ class OptimizeConfig(Section):
         d["model"] = self.model.dump()
         if self.model.name_or_path is not None:
             d.pop("pretrain")
+        if self.target is not None:
+            d["target"] = self.target.dump()
         return d
+
+    def for_target(self) -> OptimizeConfig:
+        """This config with the target in the place of the proxy: its model, pretraining and
+        fine-tune (the proxies' generation limit: the same scorer), and its workers' resources
+        (what scoring its base on a worker reserves)."""
+        t = self.target
+        assert t is not None, "a target: section"
+        update: dict[str, Any] = {
+            "model": t.model,
+            "proxy": t.proxy_section(self.proxy.max_new_tokens),
+            "resources": ResourcesConfig(cpus_per_trial=t.cpus_per_worker, gpus_per_trial=t.gpus_per_worker),
+            "target": None,
+        }
+        if t.model.name_or_path is None:
+            update["pretrain"] = t.pretrain
+        return self.model_copy(update=update)
 
 
 def _format_error(source: str, err: ValidationError) -> str:
@@ -263,22 +285,28 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
                 src = {**src, "path": str(folder / src["path"])}
             sources.append(src)
         data = {**data, "data": {**section, "sources": sources}}
-    model = data.get("model")
-    if isinstance(model, dict) and isinstance(model.get("tokenizer"), str):
-        tok = model["tokenizer"]
-        if tok not in ("char", "bpe") and not Path(tok).is_absolute():
-            data = {**data, "model": {**model, "tokenizer": str(folder / tok)}}
-            model = data["model"]
-    if isinstance(model, dict) and isinstance(model.get("name_or_path"), str):
-        where = model["name_or_path"]  # a folder next to the config; anything else is a hub id
-        if not Path(where).is_absolute() and (folder / where).is_dir():
-            data = {**data, "model": {**model, "name_or_path": str(folder / where)}}
+    if isinstance(data.get("model"), dict):
+        data = {**data, "model": _model_paths(data["model"], folder)}
+    target = data.get("target")
+    if isinstance(target, dict) and isinstance(target.get("model"), dict):
+        data = {**data, "target": {**target, "model": _model_paths(target["model"], folder)}}
     search = data.get("search")
     if isinstance(search, dict) and isinstance(search.get("warm_start"), str):
         warm = search["warm_start"]  # a file next to the config; anything else is a run id
         if not Path(warm).is_absolute() and (folder / warm).exists():
             data = {**data, "search": {**search, "warm_start": str(folder / warm)}}
     return data
+
+
+def _model_paths(model: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A model section's tokenizer folder and model folder, relative to the config file."""
+    tok = model.get("tokenizer")
+    if isinstance(tok, str) and tok not in ("char", "bpe") and not Path(tok).is_absolute():
+        model = {**model, "tokenizer": str(folder / tok)}
+    where = model.get("name_or_path")  # a folder next to the config; anything else is a hub id
+    if isinstance(where, str) and not Path(where).is_absolute() and (folder / where).is_dir():
+        model = {**model, "name_or_path": str(folder / where)}
+    return model
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> OptimizeConfig:

@@ -1,5 +1,6 @@
-"""The model-side sections: the base, its pretraining (built-in model only) and the proxy
-fine-tune; each hands its values down as the trainers' plain dataclass."""
+"""The model-side sections: the base, its pretraining (built-in model only), the proxy
+fine-tune and the target the confirmed mixtures are for; each hands its values down as the
+trainers' plain dataclass."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from allocator.config._base import Section
 if TYPE_CHECKING:
     from trainers.config import ModelSpec, PretrainRecipe, ProxyRecipe
 
-__all__ = ["ModelConfig", "PretrainConfig", "ProxyConfig"]
+__all__ = ["ModelConfig", "PretrainConfig", "ProxyConfig", "TargetConfig"]
 
 
 class ModelConfig(Section):
@@ -118,3 +119,82 @@ class ProxyConfig(Section):
         from trainers.config import ProxyRecipe
 
         return ProxyRecipe(**self.model_dump())
+
+
+def _target_model() -> ModelConfig:
+    # the built-in family at 4x the default proxy's parameters (0.34M -> 1.3M): a target worth
+    # confirming on, small enough for a laptop's two cores
+    return ModelConfig(hidden_size=256, num_heads=4, intermediate_size=512)
+
+
+class TargetConfig(Section):
+    """The model the confirmed mixtures are meant for, fine-tuned data-parallel on Ray Train
+    (``allocator confirm``): the built-in family at a size of its own (default: 4x the default
+    proxy) or any model ``model.name_or_path`` supports, ``full`` by default. It is scored by
+    the proxies' held-out sets and scorer; its own tokenizer encodes the pools."""
+
+    model: ModelConfig = Field(default_factory=_target_model)
+    pretrain: PretrainConfig = Field(
+        default_factory=PretrainConfig, description="the built-in target's pretraining (cached), as for the proxy's"
+    )
+    kind: Literal["full", "lora", "qlora"] = Field("full", description="the target fine-tune (full: every weight)")
+    epochs: float = Field(3.0, gt=0, description="passes over the mixture; steps = ceil(budget*epochs/batch)")
+    batch_size: int = Field(32, gt=0, description="the global batch, split over the workers")
+    lr: float = Field(1e-3, gt=0)
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_target_modules: list[str] | None = Field(None, min_length=1)
+    gradient_checkpointing: bool = False
+    reports: int = Field(1, gt=0, description="evaluations per run (the last at the end)")
+    threads: int = Field(1, gt=0, description="torch threads per worker")
+    workers: int = Field(2, gt=0, description="Ray Train data-parallel workers per run")
+    cpus_per_worker: float = Field(
+        0.95,
+        gt=0,
+        description="under 1 so that the workers and the trial launching them (0.01 CPU) fit on as many cores",
+    )
+    gpus_per_worker: float = Field(0.0, ge=0, description="> 0: the workers train on GPUs (nccl)")
+    max_checkpoint_mb: float = Field(
+        200.0,
+        ge=0,
+        description="a strategy's weights up to this size are copied to MLflow; larger: only their location",
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> TargetConfig:
+        if self.model.name_or_path is not None and self.pretrain.model_fields_set:
+            raise ValueError(
+                f"pretrain.{sorted(self.pretrain.model_fields_set)[0]}: a target model.name_or_path is pretrained "
+                "already (remove target.pretrain)"
+            )
+        if self.batch_size < self.workers:
+            raise ValueError(f"batch_size {self.batch_size} is smaller than workers {self.workers}")
+        return self
+
+    def recipe(self, max_new_tokens: int) -> ProxyRecipe:
+        """The target fine-tune as the trainers run it; ``max_new_tokens`` is the proxies' (the
+        same scorer)."""
+        from trainers.config import ProxyRecipe
+
+        keep = ("kind", "epochs", "batch_size", "lr", "lora_r", "lora_alpha", "lora_dropout", "reports", "threads")
+        fields = {k: getattr(self, k) for k in keep}
+        return ProxyRecipe(
+            **fields,
+            max_new_tokens=max_new_tokens,
+            lora_target_modules=tuple(self.lora_target_modules) if self.lora_target_modules else None,
+            gradient_checkpointing=self.gradient_checkpointing,
+        )
+
+    def proxy_section(self, max_new_tokens: int) -> ProxyConfig:
+        """The fine-tune as a ``proxy:`` section (the target job's own config)."""
+        r = self.recipe(max_new_tokens).to_dict()
+        r["lora_target_modules"] = list(r["lora_target_modules"]) if r["lora_target_modules"] else None
+        return ProxyConfig(**r)
+
+    def dump(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d["model"] = self.model.dump()
+        if self.model.name_or_path is not None:
+            d.pop("pretrain")
+        return d

@@ -10,8 +10,9 @@ told by its fields (``result_kind``), as it always was.
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,16 +80,41 @@ class StudyResult(_Result):
 
 @dataclass
 class ConfirmResult(_Result):
-    """Fresh proxy runs of named mixtures over several seeds; ``to_dict()`` is the JSON."""
+    """Mixtures trained afresh over several seeds, on the proxy and the target
+    (allocator.studies.confirm); ``to_dict()`` is the JSON."""
 
     mixtures: dict[str, dict[str, int]]
-    summary: dict[str, dict[str, Any]]  # name -> objective and per-ability scores: mean, std, per seed
+    summary: dict[str, dict[str, Any]]  # proxy runs: name -> objective and per-ability scores (mean, std, per seed)
     runs: list[dict[str, Any]]
     mlflow: dict[str, Any]
     config: dict[str, Any]
     seconds: float
+    seeds: list[int] = field(default_factory=list)
+    target: dict[str, dict[str, Any]] | None = None  # target runs, as summary; None: no target: section
+    # per measurement (proxy, target): {reference: {mixture: paired comparison with p_holm}}
+    comparisons: dict[str, Any] = field(default_factory=dict)
+    fidelity: dict[str, Any] = field(default_factory=dict)  # proxy-to-target Spearman and Kendall
+    winners_curse: dict[str, Any] | None = None  # the search's best: its estimate, fresh proxy runs, target
+    estimates: dict[str, Any] = field(default_factory=dict)  # the search's own measurements of its mixtures
+    strategies: list[dict[str, Any]] = field(default_factory=list)  # MLflow run and registered version each
+    champion: dict[str, Any] = field(default_factory=dict)  # the alias: moved to which version, or why not
+    notes: list[str] = field(default_factory=list)
 
     kind = "confirm"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(super().to_dict())
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None: strict JSON (a p-value without spread is NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def result_kind(obj: Any) -> str | None:

@@ -55,21 +55,101 @@ def paired_stats(xs: Sequence[float]) -> dict[str, Any]:
 
 
 def confirm_lines(result: Any) -> list[str]:
-    """Objective per mixture (mean, std, per seed) and the paired difference to the first."""
+    """A confirmation's table: per measurement (proxy, target) each mixture's objective (mean,
+    std, per seed) and its paired difference to uniform and proportional (relative, with its
+    interval and Holm-corrected p); the proxy-to-target rank agreement, the winner's curse,
+    the strategies and the champion."""
     names = list(result.mixtures)
-    w = max(10, *(len(n) for n in names))
-    lines = [f"confirmed over {len(result.summary[names[0]]['objective']['values'])} fresh seeds:"]
-    ref = names[0]
-    for n in names:
-        o = result.summary[n]["objective"]
-        per = ", ".join(f"{v:.4f}" for v in o["values"])
-        line = f"  {n:{w}s} objective {o['mean']:.4f} +- {o['std']:.4f}  ({per})"
-        if n != ref:
-            diffs = [a - b for a, b in zip(o["values"], result.summary[ref]["objective"]["values"], strict=True)]
-            d = paired_stats(diffs)
-            line += f"  vs {ref}: {d['mean']:+.4f} +- {d['std']:.4f} (paired by seed)"
-        lines.append(line)
+    w = max(12, *(len(n) for n in names))
+    seeds = result.seeds or []
+    lines = [f"confirmed {len(names)} mixtures over {len(seeds) or '?'} fresh seeds ({', '.join(map(str, seeds))}):"]
+    for label, summary, st in (("proxy", result.summary, "proxy"), ("target", result.target, "target")):
+        if summary is None:
+            continue
+        lines.append(f" on the {label}:")
+        comps = (result.comparisons or {}).get(st, {})
+        for n in names:
+            o = summary[n]["objective"]
+            per = ", ".join(f"{v:.4f}" for v in o["values"])
+            line = f"  {n:{w}s} objective {o['mean']:.4f} +- {o['std']:.4f}  ({per})"
+            for ref, cs in comps.items():
+                if n in cs:
+                    line += f"  vs {ref}: {_relative(cs[n], summary[ref]['objective']['mean'])}"
+            lines.append(line)
+    fid = result.fidelity or {}
+    if "fresh_proxy" in fid:
+        f = fid["fresh_proxy"]
+        lines.append(
+            f" proxy-to-target ranking of the {f['n']} mixtures (means): Spearman {_f(f['spearman'], '.2f')} "
+            f"{_interval(f['spearman_ci'])}, Kendall {_f(f['kendall'], '.2f')} {_interval(f['kendall_ci'])} "
+            "(95% bootstrap)"
+        )
+    if "search_estimate" in fid:
+        f = fid["search_estimate"]
+        lines.append(
+            f"   the search's own estimates vs the target, {f['n']} mixtures: Spearman {_f(f['spearman'], '.2f')}, "
+            f"Kendall {_f(f['kendall'], '.2f')}"
+        )
+    c = result.winners_curse
+    if c:
+        said = f" winner's curse: the search measured {c['mixture']} ({c['trial']}) at {c['search_estimate']:.4f}"
+        if c.get("search_vs_uniform") is not None:
+            said += f", {c['search_vs_uniform']:+.1%} over its uniform baseline"
+        rank = f"rank {c['proxy_rank']} of {c['mixtures']}"
+        said += f"; fresh proxy runs: {c['proxy_mean']:.4f} ({_pct(c['proxy_vs_uniform'])} over uniform, {rank})"
+        if "target_mean" in c:
+            rank = f"rank {c['target_rank']} of {c['mixtures']}"
+            said += f"; the target: {_pct(c['target_vs_uniform'])} over uniform ({rank})"
+        lines.append(said)
+    for note in result.notes or []:
+        lines.append(f" note: {note}")
+    if result.strategies:
+        versions = ", ".join(f"{s['name']} v{s['version']}" for s in result.strategies)
+        lines.append(f" strategies (MLflow Model Registry): {versions}")
+    if result.champion:
+        ch = result.champion
+        now = f"champion: version {ch['alias']} ({ch.get('name')})" if ch.get("alias") else "champion unchanged"
+        lines.append(f" {now}: {ch['reason']}")
     return lines
+
+
+def strategy_lines(strategies: Sequence[Mapping[str, Any]], experiment: str) -> list[str]:
+    """``allocator strategies``: best first, each with its evidence against uniform."""
+    if not strategies:
+        return [f"no strategies in experiment {experiment!r} yet (allocator confirm registers them)"]
+    lines = [f"strategies of experiment {experiment!r} (MLflow Model Registry), best first:"]
+    for s in strategies:
+        on, m = s["confirmed_on"], s["metrics"]
+        alias = f" [{', '.join(s['aliases'])}]" if s["aliases"] else ""
+        mean, std = m.get(f"{on}/objective_mean"), m.get(f"{on}/objective_std")
+        shown = f"{mean:.4f} +- {std:.4f}" if mean is not None and std is not None else "-"
+        rel, p = m.get(f"{on}/vs_uniform/relative"), m.get(f"{on}/vs_uniform/p_holm")
+        vs = f"{_pct(rel)} vs uniform (p {p:.3g}, Holm)" if rel is not None and p is not None else "(the baseline)"
+        counts = ", ".join(f"{a}={n}" for a, n in s["mixture"].items())
+        lines.append(f"  v{s['version']}{alias} {s['name']}: on the {on} {shown}, {vs}  {counts}  run {s['run_id']}")
+    return lines
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None or x != x else f"{x:+.1%}"
+
+
+def _interval(ci: Any) -> str:
+    lo, hi = ci
+    return "[-]" if lo != lo or hi != hi else f"[{lo:.2f}, {hi:.2f}]"
+
+
+def _relative(c: Mapping[str, Any], ref_mean: float) -> str:
+    """A paired comparison as its relative difference, interval and Holm-corrected p."""
+    rel = c["relative"]
+    if ref_mean and c["ci"][0] == c["ci"][0]:
+        lo, hi = (x / ref_mean for x in c["ci"])
+        span = f" [{lo:+.1%}, {hi:+.1%}]"
+    else:
+        span = ""
+    p = c.get("p_holm", c["p"])
+    shown = f"p {p:.3g}" if p == p else "p -"
+    return f"{_pct(rel)}{span} {shown}"
 
 
 def _f(x: Any, fmt: str = ".3f") -> str:

@@ -78,8 +78,8 @@ class Tracker:
     def __init__(self, uri: str, experiment: str) -> None:
         from mlflow import MlflowClient
 
-        self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.uri, self.experiment_name = uri, experiment
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=_artifact_root(uri))
@@ -98,7 +98,7 @@ class Tracker:
         self.parent_run_id = run.info.run_id
         self.client.log_dict(self.parent_run_id, config, "config.json")
         flat = _flatten(config)
-        self._log_params(self.parent_run_id, flat)
+        self.log_params(self.parent_run_id, flat)
         return self.parent_run_id
 
     def start_child(self, trial_id: str, name: str, kind: str, params: dict[str, Any]) -> str:
@@ -111,7 +111,7 @@ class Tracker:
         run_id = run.info.run_id
         self.child_runs[trial_id] = run_id
         self.open_children.add(run_id)
-        self._log_params(run_id, params)
+        self.log_params(run_id, params)
         return run_id
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
@@ -145,7 +145,7 @@ class Tracker:
         if self.parent_run_id is not None:
             self.client.set_terminated(self.parent_run_id, status=status)
 
-    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]

@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["holm", "paired_comparison", "rank_agreement"]
+__all__ = ["choose_champion", "compare_to_references", "holm", "paired_comparison", "rank_agreement"]
 
 
 def paired_comparison(values: Sequence[float], reference: Sequence[float], level: float = 0.95) -> dict[str, Any]:
@@ -114,3 +114,48 @@ def _quantile(xs: list[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def compare_to_references(
+    values: Mapping[str, Sequence[float]], references: Sequence[str], level: float = 0.95
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every mixture's per-seed ``values`` against each of ``references`` (``paired_comparison``),
+    as ``{reference: {mixture: comparison}}``, each with ``p_holm``: Holm's correction over
+    every comparison made here (one family)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for ref in references:
+        out[ref] = {n: paired_comparison(v, values[ref], level) for n, v in values.items() if n != ref}
+    adjusted = holm({f"{ref}\0{n}": c["p"] for ref, cs in out.items() for n, c in cs.items()})
+    for ref, cs in out.items():
+        for n, c in cs.items():
+            c["p_holm"] = adjusted[f"{ref}\0{n}"]
+    return out
+
+
+def choose_champion(
+    means: Mapping[str, float],
+    *,
+    current: str | None,
+    retrained_alike: bool,
+    best_vs_current: Mapping[str, Any] | None,
+    alpha: float = 0.05,
+) -> tuple[str | None, str]:
+    """Which confirmed mixture takes the ``champion`` alias, and why: ``(name, reason)``, name
+    None when the alias stays where it is. Without a champion, the best by mean takes it. With
+    one (``current``: its name among ``means`` when this confirmation retrained it), a new
+    best takes it only when the current one was retrained on the same seeds and target
+    (``retrained_alike``) and the best beat it by the paired test (``best_vs_current``:
+    ``paired_comparison(best, current)``, positive difference with p < ``alpha``)."""
+    best = max(means, key=lambda n: means[n])
+    if current is None:
+        return best, f"{best} is the best confirmed strategy (there was no champion)"
+    if not retrained_alike:
+        return None, "the champion was not retrained on the same seeds and target here: it stays"
+    if best == current:
+        return None, "the champion, retrained, is still the best: it stays"
+    assert best_vs_current is not None, "a comparison of the best with the retrained champion"
+    p, diff = best_vs_current["p"], best_vs_current["mean_difference"]
+    if math.isfinite(p) and p < alpha and diff > 0:
+        return best, f"{best} beat the retrained champion by {diff:+.4f} (paired p = {p:.3g} < {alpha})"
+    shown = f"{p:.3g}" if math.isfinite(p) else "nan"
+    return None, f"{best} did not beat the retrained champion ({diff:+.4f}, paired p = {shown}): it stays"

@@ -24,11 +24,12 @@ class RunSpec:
     """One proxy run of a study or a confirmation."""
 
     name: str
-    design: str  # "joint" or "isolated" (or "confirm" for confirmation runs)
+    design: str  # "joint" or "isolated"; a confirmation's: "confirm" (a proxy run) or "target"
     ability: str | None  # the trained ability of an isolated run
     volume: int  # the grid's volume (each count is this, capped by its pool)
     seed: int
     mixture: dict[str, int]
+    group: str | None = None  # a confirmation's: the mixture's name
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -54,10 +55,17 @@ def pool_caps(pools: Pools) -> dict[str, int]:
 
 
 def confirm_specs(
-    mixtures: Mapping[str, Mapping[str, int]], caps: Mapping[str, int], seeds: int, first_seed: int
+    mixtures: Mapping[str, Mapping[str, int]],
+    caps: Mapping[str, int],
+    seeds: int,
+    first_seed: int,
+    *,
+    target: bool = False,
 ) -> list[RunSpec]:
-    """Each named mixture with ``seeds`` training seeds from ``first_seed``; a mixture naming an
-    unknown ability or more than its pool holds is a ``UserError``."""
+    """Each named mixture with ``seeds`` training seeds from ``first_seed`` (the same seeds for
+    every mixture: paired), as proxy runs (``name-sK``) or target runs (``name-target-sK``); a
+    mixture naming an unknown ability or more than its pool holds is a ``UserError``."""
+    where = "the target's pool" if target else "its pool"
     specs = []
     for name, mix in mixtures.items():
         unknown = [a for a in mix if a not in caps]
@@ -66,10 +74,11 @@ def confirm_specs(
         over = [a for a in mix if not 0 <= int(mix[a]) <= caps[a]]
         if over:
             a = over[0]
-            raise UserError(f"mixture {name!r}: {a}={mix[a]} is outside 0..{caps[a]} (its pool with max_repeats)")
+            raise UserError(f"mixture {name!r}: {a}={mix[a]} is outside 0..{caps[a]} ({where} with max_repeats)")
         full = {a: int(mix.get(a, 0)) for a in caps}
+        design, label = ("target", f"{name}-target") if target else ("confirm", name)
         for k in range(seeds):
-            specs.append(RunSpec(f"{name}-s{k}", "confirm", None, sum(full.values()), first_seed + k, full))
+            specs.append(RunSpec(f"{label}-s{k}", design, None, sum(full.values()), first_seed + k, full, name))
     return specs
 
 
@@ -94,7 +103,7 @@ class GridJob(Job):
 
         def opener(trial: Any) -> tuple[TrialRecord, dict[str, Any]]:
             spec = specs[int(trial.config["run"])]
-            kind = spec.design if spec.design == "confirm" else f"study-{spec.design}"
+            kind = {"confirm": "confirm", "target": "confirm-target"}.get(spec.design, f"study-{spec.design}")
             rec = TrialRecord(trial.trial_id, spec.name, kind, dict(spec.mixture))
             rec.design, rec.ability, rec.volume, rec.seed = spec.design, spec.ability, spec.volume, spec.seed
             return rec, {"design": spec.design, "ability": spec.ability, "volume": spec.volume, "seed": spec.seed}

@@ -41,9 +41,9 @@ def trial_error_line(trial: Any) -> str:
 
 class TrialLog(tune.Callback):
     """Driver side: one MLflow child run per trial, one printed line per ended trial.
-    ``data_hash`` hashes the examples a mixture trains on; ``reports`` is how many evaluations
-    a trial that ran to its end reports: a trial that ended with fewer was stopped early by
-    the scheduler."""
+    ``data_hash`` hashes the examples a mixture trains on; ``reports(record)`` is how many
+    evaluations a trial that ran to its end reports: a trial that ended with fewer was stopped
+    early by the scheduler."""
 
     def __init__(
         self,
@@ -53,7 +53,7 @@ class TrialLog(tune.Callback):
         opener: Opener,
         line: Callable[[TrialRecord, int], str],
         printer: Callable[[str], None],
-        reports: int,
+        reports: Callable[[TrialRecord], int],
     ) -> None:
         self.tracker, self.abilities, self.opener, self.line = tracker, abilities, opener, line
         self.data_hash = data_hash
@@ -66,7 +66,8 @@ class TrialLog(tune.Callback):
         if trial.trial_id in self.records:
             return self.records[trial.trial_id]
         rec, own = self.opener(trial)
-        rec.status, rec.data_hash = Status.RUNNING, self.data_hash(rec.mixture)
+        # the opener may know better (a target's own tokenizer may keep other examples)
+        rec.status, rec.data_hash = Status.RUNNING, rec.data_hash or self.data_hash(rec.mixture)
         params = {**{f"mixture.{a}": n for a, n in rec.mixture.items()}, **own, "data_hash": rec.data_hash}
         rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, rec.name, rec.kind, params)
         self.records[trial.trial_id] = rec
@@ -100,7 +101,7 @@ class TrialLog(tune.Callback):
         rec = self._open(trial)
         if rec.objective is None:
             self._finish(trial, Status.FAILED)
-        elif rec.evaluations < self.reports:  # the scheduler stopped it: its objective is partial
+        elif rec.evaluations < self.reports(rec):  # the scheduler stopped it: its objective is partial
             self._finish(trial, Status.EARLY_STOPPED)
         else:
             self._finish(trial, Status.FINISHED)

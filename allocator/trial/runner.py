@@ -60,6 +60,12 @@ class TrialPlan:
     announce: Callable[[int], str]  # the line printed before the trials start, given the trials at a time
     search_alg: Any = None
     scheduler: Any = None
+    # a trainable of the job's own instead of the proxy's (allocator.trial.worker.run_trial with
+    # ``setup``), with its resources per trial (Tune's config -> a placement group factory) and
+    # the evaluations a trial that runs to its end reports (default: proxy.reports)
+    trainable: Any = None
+    resources: Callable[[dict[str, Any]], Any] | None = None
+    reports: Callable[[TrialRecord], int] | None = None
 
 
 @dataclass
@@ -102,6 +108,14 @@ class Job(ABC):
     def check(self, pools: Pools) -> None:  # noqa: B027 (most jobs have nothing to check here)
         """User errors in the job's input that the pool can tell, before the base is built."""
 
+    def check_cluster(self, cluster: dict[str, float]) -> None:  # noqa: B027 (most jobs need no more)
+        """User errors the cluster's resources tell (``ray.cluster_resources()``), before MLflow."""
+
+    def prepare_more(self, prep: Prepared, out: Callable[[str], None]) -> list[Prepared]:
+        """What else the job prepares before anything is written (a confirmation's target: its
+        pools, its base); the runner scores each base that is not scored yet on a worker."""
+        return []
+
     @abstractmethod
     def trials(self, prep: Prepared) -> TrialPlan:
         """The trials to run (may raise ``UserError``: still nothing is written)."""
@@ -131,7 +145,9 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
 
     t_start = time.perf_counter()
     prep = prepare(cfg, out, job.check)
-    plan = job.trials(prep) if prep.base_scores is not None else None
+    more = job.prepare_more(prep, out)
+    scored = all(p.base_scores is not None for p in (prep, *more))
+    plan = job.trials(prep) if scored else None
     try:
         started_ray = connect(cfg.ray.address, cfg.ray.num_cpus, py_modules=_project_modules(), env_vars=WORKER_ENV)
     except ClusterError as e:
@@ -147,16 +163,21 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
             )
         except ClusterError as e:
             raise UserError(str(e)) from None
+        job.check_cluster(ray.cluster_resources())
         if plan is None:  # scored where trials run (a pretrained base, or GPU trials), then planned
-            prep.set_base_scores(_score_base_on_worker(prep), out)
+            for p in (prep, *more):
+                if p.base_scores is None:
+                    p.set_base_scores(_score_base_on_worker(p), out)
             plan = job.trials(prep)
         tracker = open_tracker(prep.uri, cfg.tracking.experiment)
         parent, run_name = _open_parent(tracker, prep, job.kind)
         out(plan.announce(conc))
         pools = prep.pools
-        log = TrialLog(tracker, pools.abilities, pools.data_hash, plan.opener, plan.line, out, cfg.proxy.reports)
+        reports = plan.reports or (lambda rec: cfg.proxy.reports)
+        log = TrialLog(tracker, pools.abilities, pools.data_hash, plan.opener, plan.line, out, reports)
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, setup=plan.setup), trial_resources(r.cpus_per_trial, r.gpus_per_trial)
+            plan.trainable or tune.with_parameters(run_trial, setup=plan.setup),
+            plan.resources or trial_resources(r.cpus_per_trial, r.gpus_per_trial),
         )
         tuner = tune.Tuner(
             trainable,

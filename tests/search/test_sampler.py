@@ -329,7 +329,13 @@ def test_a_real_ray_tune_search_feeds_the_sampler_and_asha_stops_a_bad_trial(tmp
     tracker.start_parent("asha", {}, {})
     opener = SearchOpener(list(GAIN), PLAN, "growth", first, searcher)
     log = TrialLog(
-        tracker, list(GAIN), lambda m: "0" * 64, opener, lambda rec, ended: rec.name, lambda _: None, reports=2
+        tracker,
+        list(GAIN),
+        lambda m: "0" * 64,
+        opener,
+        lambda rec, ended: rec.name,
+        lambda _: None,
+        reports=lambda rec: 2,
     )
     asha = ASHAScheduler(metric="objective", mode="max", time_attr="training_iteration", max_t=2, grace_period=1)
     tuner = tune.Tuner(

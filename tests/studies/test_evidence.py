@@ -1,5 +1,6 @@
-"""The confirmation's statistics (allocator.studies.evidence) and the proportional baseline
-(allocator.mixture.proportional_counts): checked against scipy and hand computations."""
+"""The confirmation's statistics (allocator.studies.evidence), the proportional baseline
+(allocator.mixture.proportional_counts) and which of an optimization's mixtures a confirmation
+trains (allocator.studies.candidates): checked against scipy and hand computations."""
 
 import itertools
 import math
@@ -84,3 +85,81 @@ def test_the_proportional_mixture_follows_pool_sizes_and_is_uniform_when_they_ar
     assert capped["big"] == 400 and sum(capped.values()) == 1000 and capped["mid"] == 3 * capped["small"]
     equal = {a: 2000 for a in ("first", "copy", "upper")}
     assert proportional_counts(equal, 1000) == uniform_counts(list(equal), 1000)
+
+
+def test_comparisons_to_each_reference_are_one_holm_family():
+    from allocator.studies.evidence import compare_to_references, holm, paired_comparison
+
+    values = {"uniform": [0.40, 0.41, 0.39], "proportional": [0.42, 0.40, 0.41], "top1": [0.45, 0.47, 0.44]}
+    out = compare_to_references(values, ["uniform", "proportional"])
+    assert set(out) == {"uniform", "proportional"}
+    assert set(out["uniform"]) == {"proportional", "top1"} and set(out["proportional"]) == {"uniform", "top1"}
+    raw = {f"{r}/{n}": c["p"] for r, cs in out.items() for n, c in cs.items()}
+    adjusted = holm(raw)
+    for r, cs in out.items():
+        for n, c in cs.items():
+            assert c == {**paired_comparison(values[n], values[r]), "p_holm": adjusted[f"{r}/{n}"]}
+            assert c["p_holm"] >= c["p"]
+
+
+def test_the_champion_moves_only_when_beaten_on_the_same_seeds_and_target():
+    from allocator.studies.evidence import choose_champion, paired_comparison
+
+    means = {"uniform": 0.40, "top1": 0.46, "champion": 0.44}
+    # no champion yet: the best takes the alias
+    assert choose_champion(means, current=None, retrained_alike=False, best_vs_current=None)[0] == "top1"
+    # not retrained alike (other seeds, another target, or not retrained at all): it stays
+    name, why = choose_champion(means, current="champion", retrained_alike=False, best_vs_current=None)
+    assert name is None and "stays" in why
+    # retrained and still the best: it stays
+    name, _ = choose_champion(
+        {**means, "champion": 0.5}, current="champion", retrained_alike=True, best_vs_current=None
+    )
+    assert name is None
+    # beaten by the paired test: it moves; beaten in the mean only (inside the noise): it stays
+    clear = paired_comparison([0.46, 0.47, 0.45], [0.44, 0.445, 0.435])
+    assert choose_champion(means, current="champion", retrained_alike=True, best_vs_current=clear)[0] == "top1"
+    noisy = paired_comparison([0.46, 0.40, 0.52], [0.44, 0.45, 0.43])
+    name, why = choose_champion(means, current="champion", retrained_alike=True, best_vs_current=noisy)
+    assert name is None and "did not beat" in why
+
+
+def _trial(name, objective, mixture, kind="search", status="FINISHED", violations=()):
+    return {
+        "name": name,
+        "kind": kind,
+        "status": status,
+        "objective": objective,
+        "mixture": mixture,
+        "violations": list(violations),
+    }
+
+
+def test_an_optimizations_top_mixtures_and_spread_out_ones():
+    from allocator.errors import UserError
+    from allocator.studies.candidates import from_search, search_mixtures
+
+    trials = [
+        _trial("uniform-baseline", 0.30, {"a": 5, "b": 5}, kind="baseline"),
+        _trial("t1", 0.50, {"a": 8, "b": 2}),
+        _trial("t2", 0.49, {"b": 2, "a": 8}),  # the same counts as t1: not a second mixture
+        _trial("t3", 0.45, {"a": 6, "b": 4}),
+        _trial("t4", 0.60, {"a": 10, "b": 0}, violations=["b"]),  # below the floor: never a top one
+        _trial("t5", 0.20, {"a": 0, "b": 10}),
+        _trial("t6", None, {"a": 1, "b": 9}, status="FAILED"),
+        _trial("t7", 0.35, {"a": 3, "b": 7}),
+    ]
+    mixtures, estimates = from_search(trials, 2)
+    assert mixtures == {
+        "top1": {"a": 8, "b": 2},
+        "top2": {"a": 6, "b": 4},
+        "median": {"a": 3, "b": 7},  # of t4, t7, t5 (the searched ones left, best first)
+        "worst": {"a": 0, "b": 10},
+    }
+    assert estimates["top1"] == {"objective": 0.50, "trial": "t1"} and estimates["worst"]["trial"] == "t5"
+    with pytest.raises(UserError, match="--top 5: the optimization has 4 distinct finished searched mixtures"):
+        from_search(trials, 5)
+    # without an explicit --top, as many as there are (up to the default), and the search's uniform
+    mixtures, estimates = search_mixtures({"trials": trials}, 5, explicit=False)
+    assert [n for n in mixtures if n.startswith("top")] == ["top1", "top2", "top3", "top4"]
+    assert estimates["uniform"] == {"objective": 0.30, "trial": "uniform-baseline"}

@@ -209,11 +209,15 @@ def test_cli_study_and_recommend_end_to_end(tmp_path, run_cli, call_cli, ray_ses
         cwd=tmp_path,
     )
     c = succeeded(conf, tmp_path / "c.json")
-    assert list(c["mixtures"]) == ["uniform", "tailored", "doit_rule"]
+    # the baselines first (proportional differs: the pools differ in size); a DoIT-rule allocation
+    # with the counts of another mixture is trained once
+    names = list(c["mixtures"])
+    assert names[:3] == ["uniform", "proportional", "tailored"]
+    assert names[3:] == ["doit_rule"] or any(n.startswith("doit_rule has the counts of") for n in c["notes"])
     assert all(sum(m.values()) == 60 for m in c["mixtures"].values())
     assert c["mixtures"]["tailored"] == c["recommendation"]["counts"]
-    assert [r["seed"] for r in c["runs"]] == [1000, 1000, 1000]  # fresh: the study trained with seed 0
-    assert {r["name"] for r in c["runs"]} == {"uniform-s0", "tailored-s0", "doit_rule-s0"}
+    assert [r["seed"] for r in c["runs"]] == [1000] * len(names)  # fresh: the study trained with seed 0
+    assert {r["name"] for r in c["runs"]} == {f"{n}-s0" for n in names}
     for name, summ in c["summary"].items():
         run = next(r for r in c["runs"] if r["name"] == f"{name}-s0")
         assert summ["objective"]["values"] == [run["objective"]]
