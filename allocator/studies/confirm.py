@@ -318,14 +318,12 @@ class ConfirmJob(GridJob):
     def _strategies(self, run: JobRun, result: ConfirmResult) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Every mixture as a strategy run and registered version; the champion alias moved or
         kept (allocator.studies.evidence.choose_champion)."""
-        from allocator.report.registry import log_strategy, set_champion
-        from allocator.studies.evidence import choose_champion, paired_comparison
+        from allocator.report.registry import log_strategy
 
         cfg = run.prep.cfg
         on = "target" if result.target is not None else "proxy"
         digest = target_digest(cfg)
         recipe = cfg.target.dump() if cfg.target is not None else {"proxy": cfg.proxy.model_dump(mode="json")}
-        index = {s.group: i for i, s in self.checkpoints_specs()}
         config = cfg.to_dict()  # what export rebuilds the examples from: the target's model pinned too
         if self.target_prep is not None:
             config["target"]["model"] = self.target_prep.cfg.model.dump()
@@ -369,7 +367,7 @@ class ConfirmJob(GridJob):
                 "data_hash": data_hash,
                 "seeds": json.dumps(result.seeds),
             }
-            weights = self.checkpoints.get(index[name]) if name in index else None
+            weights = next((w for i, w in self.checkpoints.items() if self.specs[i].group == name), None)
             if weights is not None and not Path(weights).is_dir():
                 weights = None  # a worker on another node wrote it where the driver cannot see
             max_mb = cfg.target.max_checkpoint_mb if cfg.target is not None else 0.0
@@ -385,38 +383,35 @@ class ConfirmJob(GridJob):
                 max_mb=max_mb,
             )
             out.append({"name": name, "run_id": run_id, "version": version, "mixture": mix})
-        champion: dict[str, Any] = {"alias": None, "reason": "a proxy-only confirmation names no champion"}
-        if result.target is not None:
-            means = {n: s["objective"]["mean"] for n, s in result.target.items()}
-            current = None
-            alike = False
-            vs = None
-            if self.champion is not None:
-                current = next((n for n, m in self.mixtures.items() if same_counts(m, self.champion.mixture)), None)
-                alike = (
-                    current is not None
-                    and self.champion.seeds == result.seeds
-                    and self.champion.target_digest == digest
-                )
-                best = max(means, key=lambda n: means[n])
-                if alike and current is not None and best != current:
-                    vs = paired_comparison(
-                        result.target[best]["objective"]["values"], result.target[current]["objective"]["values"]
-                    )
-                if current is None:
-                    current = "(not retrained)"
-            name, reason = choose_champion(
-                means, current=current if self.champion is not None else None, retrained_alike=alike, best_vs_current=vs
-            )
-            champion = {"alias": None, "reason": reason, "previous": self.champion.version if self.champion else None}
-            if name is not None:
-                version = next(s["version"] for s in out if s["name"] == name)
-                set_champion(run.tracker, version)
-                champion.update(alias=version, name=name)
-        return out, champion
+        return out, self._champion(run.tracker, result, out, digest)
 
-    def checkpoints_specs(self) -> list[tuple[int, RunSpec]]:
-        return [(i, self.specs[i]) for i in self.checkpoints]
+    def _champion(
+        self, tracker: Any, result: ConfirmResult, strategies: list[dict[str, Any]], digest: str | None
+    ) -> dict[str, Any]:
+        """Move the ``champion`` alias, or keep it, as evidence.choose_champion says; and why."""
+        from allocator.report.registry import set_champion
+        from allocator.studies.evidence import choose_champion, paired_comparison
+
+        if result.target is None:
+            return {"alias": None, "reason": "a proxy-only confirmation names no champion"}
+        target = result.target
+        means = {n: s["objective"]["mean"] for n, s in target.items()}
+        best = max(means, key=lambda n: means[n])
+        current, alike, vs = None, False, None
+        if self.champion is not None:
+            # its name here when this confirmation retrained it (same counts)
+            current = next((n for n, m in self.mixtures.items() if same_counts(m, self.champion.mixture)), None)
+            alike = current is not None and (self.champion.seeds, self.champion.target_digest) == (result.seeds, digest)
+            if alike and best != current:
+                vs = paired_comparison(target[best]["objective"]["values"], target[current]["objective"]["values"])
+            current = current or "(not retrained)"
+        name, reason = choose_champion(means, current=current, retrained_alike=alike, best_vs_current=vs)
+        out = {"alias": None, "reason": reason, "previous": self.champion.version if self.champion else None}
+        if name is not None:
+            version = next(s["version"] for s in strategies if s["name"] == name)
+            set_champion(tracker, version)
+            out.update(alias=version, name=name)
+        return out
 
 
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -201,3 +201,32 @@ def test_optimize_then_confirm_in_one_command(tmp_path, call_cli, ray_session):
     assert [s["name"] for s in conf["strategies"]] == list(conf["mixtures"])
     bad = call_cli("optimize", "--config", str(SMOKE), "--confirm", "5", "--tracking-uri", uri, cwd=tmp_path)
     assert bad.returncode == 2 and "--confirm 5: expected 1 to the 2 searched trials" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_target_on_two_ray_train_workers_and_a_champion_retrained(tmp_path, ray_session, monkeypatch):
+    """The target on 2 Ray Train workers (gloo), twice: the second confirmation retrains the
+    champion on the same seeds and target, reproduces its numbers, and the alias stays."""
+    from mlflow import MlflowClient
+
+    import allocator
+
+    monkeypatch.chdir(tmp_path)
+    config, uri = _config(tmp_path, workers=2)
+    mixture = {"arith": 36, "copying": 18, "story": 36}
+    first = allocator.confirm(config, {"mine": mixture}, printer=lambda _: None)
+    assert list(first.mixtures) == ["uniform", "proportional", "mine"]
+    assert {r["status"] for r in first.runs} == {"FINISHED"}
+    assert sum(r["design"] == "target" for r in first.runs) == 9
+    client = MlflowClient(uri)
+    best = first.champion["name"]
+    run_id = next(s["run_id"] for s in first.strategies if s["name"] == best)
+    assert "model/model.safetensors" in {a.path for a in client.list_artifacts(run_id, "model")}
+
+    second = allocator.confirm(config, {"mine": mixture}, printer=lambda _: None)
+    assert f"the champion (version {first.champion['alias']}) has the counts of {best}: trained once" in second.notes
+    assert second.target[best]["objective"]["values"] == first.target[best]["objective"]["values"]
+    assert second.champion["alias"] is None and "still the best: it stays" in second.champion["reason"]
+    model = client.get_registered_model("allocator-strategies")
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": first.champion["alias"]}
+    assert len(client.search_model_versions("name='allocator-strategies'")) == 6
