@@ -359,13 +359,10 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 def cmd_strategies(args: argparse.Namespace) -> int:
     import json
 
-    from allocator.report.registry import list_strategies
+    from allocator.report.registry import strategies
     from allocator.report.tables import strategy_lines
-    from allocator.report.tracking import check_uri, default_tracking_uri
 
-    uri = args.tracking_uri or default_tracking_uri()
-    check_uri(uri)
-    found = list_strategies(uri, args.experiment)
+    found = strategies(args.tracking_uri, args.experiment)
     if args.json:
         print(json.dumps(found, indent=2))
     else:

@@ -28,9 +28,8 @@ def _loop(config: dict) -> None:
 
     result = run_proxy(**config["proxy"])
     if dist.get_rank() == 0:
-        batches = result.steps
         with open(config["out"], "w") as f:
-            json.dump({"steps": result.steps, "train_seconds": result.train_seconds, "batches": batches}, f)
+            json.dump({"steps": result.steps, "train_seconds": result.train_seconds}, f)
 
 
 def main() -> None:
@@ -52,7 +51,8 @@ def main() -> None:
     cfg = load_config(None, {"target": {}}).for_target()
     pools, tok, _ = prepare_pools(cfg)
     spec = cfg.model.spec()
-    base = build_or_load_base(spec, cfg.pretrain.recipe(), tok=tok, threads=2).ref(spec)
+    built = build_or_load_base(spec, cfg.pretrain.recipe(), tok=tok, threads=2)
+    base = built.ref(spec)
     n = args.steps * args.batch  # one epoch of exactly `steps` batches
     per = n // len(pools.abilities) + 1
     mixture = {a: min(per, len(pools.train[a])) for a in pools.abilities}
@@ -110,7 +110,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     ray.shutdown()
     best = {w: max(r["examples_per_s"] for r in rows if r["workers"] == w) for w in (1, 2)}
-    print(f"params {base.weights.__len__() // 4:,} (approx.), global batch {args.batch}, {args.steps} steps")
+    print(f"params {built.meta['params']:,}, global batch {args.batch}, {args.steps} steps")
     print(f"examples/s: 1 worker {best[1]:.1f}, 2 workers {best[2]:.1f}: speed-up {best[2] / best[1]:.2f}x")
     print(json.dumps({"rows": rows, "best": best, "speedup": best[2] / best[1]}))
 

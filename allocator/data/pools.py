@@ -227,13 +227,21 @@ class Pools:
         its pool's end): what the trials of a fixed grid of mixtures receive."""
         return {a: self.train[a][: most[a]] for a in self.abilities}
 
-    def data_hash(self, mixture: dict[str, int]) -> str:
-        """Content hash of the exact examples a mixture trains on (nested, cycled)."""
-        h = hashlib.sha256()
+    def selected(self, mixture: dict[str, int]) -> dict[str, list[Any]]:
+        """The records a mixture trains on, per ability: the first n of its fixed order, cycled
+        past its end (the nested selection of trainers.proxy.select_examples)."""
+        out = {}
         for a in self.abilities:
             xs = self.records[a]
-            full, part = divmod(mixture.get(a, 0), len(xs))
-            h.update(content_hash(list(xs) * full + list(xs[:part])).encode())
+            full, part = divmod(int(mixture.get(a, 0)), len(xs)) if xs else (0, 0)
+            out[a] = list(xs) * full + list(xs[:part])
+        return out
+
+    def data_hash(self, mixture: dict[str, int]) -> str:
+        """Content hash of the exact examples a mixture trains on (``selected``)."""
+        h = hashlib.sha256()
+        for records in self.selected(mixture).values():
+            h.update(content_hash(records).encode())
         return h.hexdigest()
 
 

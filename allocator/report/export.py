@@ -28,13 +28,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from allocator.errors import UserError
 
-__all__ = ["Exported", "export", "selected_records"]
+__all__ = ["Exported", "export"]
 
 FORMATS = ("jsonl", "llamafactory", "axolotl")
 
@@ -55,17 +54,6 @@ class Exported:
             "  per ability: " + ", ".join(f"{a}={n}" for a, n in self.counts.items()),
             "  (the trainer applies its own chat template and truncation to these examples)",
         ]
-
-
-def selected_records(pools: Any, mixture: dict[str, int]) -> list[Any]:
-    """The records a mixture trains on, in ability order: each ability's first n of its fixed
-    order, cycled (what ``Pools.data_hash`` hashes)."""
-    out: list[Any] = []
-    for a in pools.abilities:
-        xs = pools.records[a]
-        full, part = divmod(int(mixture.get(a, 0)), len(xs)) if xs else (0, 0)
-        out.extend(list(xs) * full + list(xs[:part]))
-    return out
 
 
 def _check_output(output: Path) -> None:
@@ -110,7 +98,7 @@ def export(
             f"strategy {strategy}: the data its config names changed since it was confirmed (the examples hash "
             f"to {pools.data_hash(mixture)[:12]}, not {st['data_hash'][:12]}): nothing written"
         )
-    records = selected_records(pools, mixture)
+    records = [r for rs in pools.selected(mixture).values() for r in rs]  # in the pool's ability order
     name = f"allocator_{st['name']}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

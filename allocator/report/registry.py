@@ -97,19 +97,22 @@ def find_champion(uri: str, experiment: str) -> Champion | None:
     )
 
 
-def _tmp() -> str:
+def _run_json(client: Any, run_id: str, name: str) -> dict[str, Any]:
+    """A JSON artifact of a run, read through a temporary folder that is removed afterwards."""
     import tempfile
 
-    return tempfile.mkdtemp(prefix="allocator-strategy-")
+    with (
+        tempfile.TemporaryDirectory(prefix="allocator-strategy-") as tmp,
+        open(client.download_artifacts(run_id, name, tmp)) as f,
+    ):
+        return json.load(f)
 
 
 def _strategy_json(client: Any, run_id: str) -> dict[str, Any] | None:
     try:
-        path = client.download_artifacts(run_id, "strategy.json", _tmp())
+        return _run_json(client, run_id, "strategy.json")
     except Exception:  # a version whose run lost its artifact
         return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def log_strategy(
@@ -240,8 +243,7 @@ def resolve_strategy(uri: str, experiment: str, ref: str) -> dict[str, Any]:
     run_id = version.run_id if version is not None else ref
     strategy = _strategy_json(client, run_id)
     try:
-        with open(client.download_artifacts(run_id, "config.json", _tmp())) as f:
-            config = json.load(f)
+        config = _run_json(client, run_id, "config.json")
     except Exception as e:
         raise UserError(f"strategy {ref}: not a strategy run in {uri} (no config.json): {first_line(e)}") from None
     if strategy is None:

@@ -10,7 +10,6 @@ told by its fields (``result_kind``), as it always was.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,18 +102,9 @@ class ConfirmResult(_Result):
     kind = "confirm"
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(super().to_dict())
+        from allocator.studies.analysis import clean  # NaN p-values (no spread) as null: strict JSON
 
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None: strict JSON (a p-value without spread is NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
+        return clean(super().to_dict())
 
 
 def result_kind(obj: Any) -> str | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocator.trial.setup import TrialSetup
-from allocator.trial.worker import injected_fault, run_trial, trial_metrics
+from allocator.trial.worker import injected_fault, run_trial, train_mixture
 
 __all__ = ["TargetLaunch", "run_grid_trial", "run_target", "target_loop", "train_target"]
 
@@ -54,38 +54,16 @@ def train_target(config: dict[str, Any], send: Callable[[dict[str, Any]], None])
     import torch.distributed as dist
 
     from trainers.checkpoint import save_weights
-    from trainers.proxy import run_proxy
 
     setup: TrialSetup = config["setup"]
-    mixture: dict[str, int] = config["mixture"]
-    examples = sum(mixture.values())
-    full = setup.recipe.steps(examples)
     rank = dist.get_rank() if dist.is_initialized() else 0
-
-    def report(step: int, raw: dict[str, dict[str, float]], perf: dict[str, float]) -> None:
-        # every rank reports (Ray Train's report is collective); rank 0's metrics reach Tune
-        metrics = trial_metrics(raw, setup.metrics, setup.base_scores, setup.weights) if raw else {}
-        speed = {f"perf/{k}": v for k, v in perf.items()}
-        send({"step": step, "steps_total": full, "examples": examples, **metrics, **speed})
 
     def checkpoint(net: Any) -> None:
         if rank == 0 and config["checkpoint"]:
             save_weights(net, config["checkpoint"], setup.tokenizer)
 
-    run_proxy(
-        model=setup.base,
-        tokenizer=setup.tokenizer,
-        train=setup.train,
-        heldout=setup.heldout,
-        metrics=setup.metrics,
-        max_new=setup.max_new,
-        mixture=mixture,
-        recipe=setup.recipe,
-        seed=config["seed"],
-        max_repeats=setup.max_repeats,
-        report=report,
-        checkpoint=checkpoint,
-    )
+    # every rank reports (Ray Train's report is collective); rank 0's metrics reach Tune
+    train_mixture(setup, config["mixture"], config["seed"], send, checkpoint)
 
 
 def run_target(params: dict[str, Any], setup: TrialSetup, launch: TargetLaunch) -> None:

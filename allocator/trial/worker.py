@@ -12,13 +12,13 @@ and the step counts a scheduler and the driver read.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from allocator.curves import scoring
 from allocator.trial.setup import TrialSetup
 
-__all__ = ["FAULTS_ENV", "injected_fault", "run_trial", "score_base", "trial_metrics"]
+__all__ = ["FAULTS_ENV", "injected_fault", "run_trial", "score_base", "train_mixture", "trial_metrics"]
 
 FAULTS_ENV = "ALLOCATOR_INJECT_FAULTS"
 
@@ -60,21 +60,25 @@ def injected_fault() -> None:
         raise RuntimeError(f"injected fault: trial {k} ({FAULTS_ENV}={folder})")
 
 
-def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
-    """One trial (a Tune function trainable; ``setup`` comes through ``tune.with_parameters``)."""
-    injected_fault()  # before the heavy imports: a failing trial costs no more than it must
-    from ray import tune
-
+def train_mixture(
+    setup: TrialSetup,
+    mixture: dict[str, int],
+    seed: int,
+    send: Callable[[dict[str, Any]], None],
+    checkpoint: Callable[[Any], None] | None = None,
+) -> None:
+    """One fine-tune of ``mixture`` under ``setup`` (trainers.run_proxy), each evaluation's
+    ``trial_metrics`` and speed handed to ``send`` (Tune's or Ray Train's report). A rank of a
+    data-parallel run other than 0 evaluates nothing: it sends the step counts alone."""
     from trainers.proxy import run_proxy
 
-    mixture, seed = setup.mixture(params)
     examples = sum(mixture.values())  # the second objective of a multi-objective search
     full = setup.recipe.steps(examples)  # the steps of the whole run, were it not stopped early
 
     def report(step: int, raw: dict[str, dict[str, float]], perf: dict[str, float]) -> None:
-        metrics = trial_metrics(raw, setup.metrics, setup.base_scores, setup.weights)
+        metrics = trial_metrics(raw, setup.metrics, setup.base_scores, setup.weights) if raw else {}
         speed = {f"perf/{k}": v for k, v in perf.items()}  # tokens per second, peak GPU memory
-        tune.report({"step": step, "steps_total": full, "examples": examples, **metrics, **speed})
+        send({"step": step, "steps_total": full, "examples": examples, **metrics, **speed})
 
     run_proxy(
         model=setup.base,
@@ -88,7 +92,17 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         seed=seed,
         max_repeats=setup.max_repeats,
         report=report,
+        checkpoint=checkpoint,
     )
+
+
+def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
+    """One trial (a Tune function trainable; ``setup`` comes through ``tune.with_parameters``)."""
+    injected_fault()  # before the heavy imports: a failing trial costs no more than it must
+    from ray import tune
+
+    mixture, seed = setup.mixture(params)
+    train_mixture(setup, mixture, seed, tune.report)
 
 
 def score_base(job: dict[str, Any]) -> dict[str, dict[str, float]]:
