@@ -21,6 +21,7 @@ __all__ = ["main"]
 for _k, _v in {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # `strategies` and `export` read artifacts: no tqdm bars
     "RAY_USAGE_STATS_ENABLED": "0",
     "TOKENIZERS_PARALLELISM": "false",
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: no progress tables; we print a line per trial
