@@ -9,7 +9,11 @@ objective (normalized per ability against the target's own base, as a confirmati
 and the exact match per ability, with the training seconds.
 
     .venv/bin/python experiments/tune_target_recipe.py --epochs 3 8 15 --lr 2e-3 5e-3 \
-        [--mixtures uniform top1 worst] [--seed 0] [--proxy] [--kind full|lora]
+        [--mixtures uniform top1 worst] [--seed 0] [--proxy] [--kind full|lora] \
+        [--set target.pretrain.lr=1e-3 --set target.model.num_heads=8]
+
+``--set KEY=VALUE`` overrides one config field by its dotted path (the value read as YAML), so
+a candidate target (a pretraining or a shape) is measured without a config file of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--proxy", action="store_true", help="train the config's proxy instead of its target")
     ap.add_argument("--kind", choices=["full", "lora"], help="override the recipe's kind")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     args = ap.parse_args()
 
     from allocator.config import load_config
@@ -45,7 +50,7 @@ def main() -> None:
     from trainers import build_or_load_base
     from trainers.proxy import evaluate_base, run_proxy
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, _overrides(args.set))
     cfg = cfg if args.proxy else cfg.for_target()
     pools, tok, _ = prepare_pools(cfg)
     spec = cfg.model.spec()
@@ -86,6 +91,23 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``a.b.c=v`` pairs as the nested mapping load_config merges (values read as YAML)."""
+    import yaml
+
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. target.pretrain.lr=1e-3")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
 
 
 if __name__ == "__main__":

@@ -128,6 +128,12 @@ def test_a_target_section_validates_and_reads_back():
     assert t.model.hidden_size == 64 and t.proxy.kind == "full" and t.target is None
     assert t.proxy.max_new_tokens == cfg.proxy.max_new_tokens  # the proxies' scorer
     assert t.resources.cpus_per_trial == cfg.target.cpus_per_worker
+    # a partial target.model changes the default target's shape, not a bare ModelConfig's
+    heads = load_config(None, {"target": {"model": {"num_heads": 8}}}).target.model
+    assert (heads.hidden_size, heads.num_heads, heads.intermediate_size) == (256, 8, 512)
+    assert load_config(None, {"target": {}}).target.pretrain.lr == 1e-3  # half the proxy's 2e-3
+    steps = load_config(None, {"target": {"pretrain": {"steps": 5}}}).target.pretrain
+    assert (steps.steps, steps.lr) == (5, 1e-3)
     assert load_config(None).target is None  # the embedded default confirms on the proxy only
     for target, message in [
         ({"batch_size": 2, "workers": 4}, "target: batch_size 2 is smaller than workers 4"),

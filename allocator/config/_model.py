@@ -121,10 +121,23 @@ class ProxyConfig(Section):
         return ProxyRecipe(**self.model_dump())
 
 
+# the built-in family at 4x the default proxy's parameters (0.34M -> 1.3M): a target worth
+# confirming on, small enough for a laptop's two cores
+_TARGET_SHAPE: dict[str, Any] = {"hidden_size": 256, "num_heads": 4, "intermediate_size": 512}
+
+
+# its pretraining at half the proxy's lr: at 2e-3 the 256-wide base never formed what makes
+# copying learnable, and no fine-tune recipe taught it copy or upper (docs/BENCHMARKS.md,
+# "Why the target learns nothing"); at 1e-3 a full fine-tune learns them
+_TARGET_PRETRAIN: dict[str, Any] = {"lr": 1e-3}
+
+
 def _target_model() -> ModelConfig:
-    # the built-in family at 4x the default proxy's parameters (0.34M -> 1.3M): a target worth
-    # confirming on, small enough for a laptop's two cores
-    return ModelConfig(hidden_size=256, num_heads=4, intermediate_size=512)
+    return ModelConfig(**_TARGET_SHAPE)
+
+
+def _target_pretrain() -> PretrainConfig:
+    return PretrainConfig(**_TARGET_PRETRAIN)
 
 
 class TargetConfig(Section):
@@ -135,7 +148,8 @@ class TargetConfig(Section):
 
     model: ModelConfig = Field(default_factory=_target_model)
     pretrain: PretrainConfig = Field(
-        default_factory=PretrainConfig, description="the built-in target's pretraining (cached), as for the proxy's"
+        default_factory=_target_pretrain,
+        description="the built-in target's pretraining (cached): the proxy's recipe at lr 1e-3",
     )
     kind: Literal["full", "lora", "qlora"] = Field("full", description="the target fine-tune (full: every weight)")
     epochs: float = Field(3.0, gt=0, description="passes over the mixture; steps = ceil(budget*epochs/batch)")
@@ -161,13 +175,30 @@ class TargetConfig(Section):
         description="a strategy's weights up to this size are copied to MLflow; larger: only their location",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _on_target_defaults(cls, data: Any) -> Any:
+        # a partial `model:` or `pretrain:` changes the *target's* defaults: `model: {num_heads:
+        # 8}` is the default target with 8 heads, not a bare ModelConfig (the proxy's size)
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        model, pretrain = data.get("model"), data.get("pretrain")
+        if isinstance(model, dict) and model.get("name_or_path") is not None:
+            if isinstance(pretrain, dict):
+                given = sorted(pretrain)[0] if pretrain else "{}"
+                raise ValueError(
+                    f"pretrain.{given}: a target model.name_or_path is pretrained already (remove target.pretrain)"
+                )
+            return data
+        if isinstance(model, dict):
+            data["model"] = {**_TARGET_SHAPE, **model}
+        if isinstance(pretrain, dict):
+            data["pretrain"] = {**_TARGET_PRETRAIN, **pretrain}
+        return data
+
     @model_validator(mode="after")
     def _fits(self) -> TargetConfig:
-        if self.model.name_or_path is not None and self.pretrain.model_fields_set:
-            raise ValueError(
-                f"pretrain.{sorted(self.pretrain.model_fields_set)[0]}: a target model.name_or_path is pretrained "
-                "already (remove target.pretrain)"
-            )
         if self.batch_size < self.workers:
             raise ValueError(f"batch_size {self.batch_size} is smaller than workers {self.workers}")
         return self
