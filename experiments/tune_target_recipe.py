@@ -33,7 +33,11 @@ ROOT = Path(__file__).resolve().parent
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "confirm_suite.yaml"))
-    ap.add_argument("--result", default=str(ROOT / "results" / "confirm_suite.json"))
+    ap.add_argument(
+        "--result",
+        default=str(ROOT / "results" / "confirm_suite.json"),
+        help="a confirmation's or an optimization's result JSON (its mixtures)",
+    )
     ap.add_argument("--epochs", type=float, nargs="+", default=[3.0, 8.0, 15.0])
     ap.add_argument("--lr", type=float, nargs="+", default=[2e-3, 5e-3])
     ap.add_argument("--mixtures", nargs="+", default=["uniform", "top1", "worst"])
@@ -56,7 +60,7 @@ def main() -> None:
     spec = cfg.model.spec()
     built = build_or_load_base(spec, cfg.pretrain.recipe(), tok=tok, threads=args.threads)
     base = built.ref(spec)
-    mixtures = json.loads(Path(args.result).read_text())["mixtures"]
+    mixtures = _mixtures(json.loads(Path(args.result).read_text()))
     weights = cfg.objective_weights(pools.abilities)
     common = {
         "model": base,
@@ -91,6 +95,19 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+
+
+def _mixtures(result: dict) -> dict:
+    """A confirmation's named mixtures, or an optimization's: uniform (its baseline), top1 (the
+    best finished searched trial) and worst."""
+    if "mixtures" in result:
+        return result["mixtures"]
+    searched = sorted(
+        (t for t in result["trials"] if t["kind"] == "search" and t["objective"] is not None),
+        key=lambda t: -t["objective"],
+    )
+    uniform = next(t for t in result["trials"] if t["kind"] == "baseline")
+    return {"uniform": uniform["mixture"], "top1": searched[0]["mixture"], "worst": searched[-1]["mixture"]}
 
 
 def _overrides(pairs: list[str]) -> dict:
