@@ -185,10 +185,10 @@ class TargetConfig(Section):
         data = dict(data)
         model, pretrain = data.get("model"), data.get("pretrain")
         if isinstance(model, dict) and model.get("name_or_path") is not None:
-            if isinstance(pretrain, dict):
-                given = sorted(pretrain)[0] if pretrain else "{}"
+            if isinstance(pretrain, dict) and pretrain:
                 raise ValueError(
-                    f"pretrain.{given}: a target model.name_or_path is pretrained already (remove target.pretrain)"
+                    f"pretrain.{sorted(pretrain)[0]}: a target model.name_or_path is pretrained already "
+                    "(remove target.pretrain)"
                 )
             return data
         if isinstance(model, dict):
