@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from allocator.config import OptimizeConfig
 from allocator.data import DataError, Turn, by_ability, content_hash, detect_format, load_source, split_pools
+from allocator.data.labels import ability_key, check_labels
 from allocator.data.suite import build_suite
 from allocator.errors import UserError
 from allocator.mixture.plan import BudgetPlan
@@ -114,6 +115,10 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
             if a not in data.abilities:
                 dropped["ability not in data.abilities"] += len(groups.pop(a))
                 given.pop(a, None)
+    first_seen = {r.ability: f"{r.source}:row {r.row}" for r in reversed([*train, *heldout])}
+    problem = check_labels([*groups, *given], first_seen)
+    if problem:
+        raise DataError(f"data: {problem}")
     for a in data.metrics:
         if a not in groups:
             raise DataError(f"data.metrics: ability '{a}' does not occur in the data (present: {', '.join(groups)})")
@@ -324,6 +329,7 @@ def encode_pools(
             "truncated_away": len(cuts) - len(train[a]),
             "heldout_unscorable": len(held) - len(heldout[a]),
             "metric": raw.metrics[a],
+            "mlflow_key": ability_key(a),  # its name in MLflow's metrics and params (allocator.data.labels)
             "tokens": _quantiles([len(ids) for ids, _ in enc]),
             "train_tokens": sum(len(ids) for ids, _ in train[a]),
         }

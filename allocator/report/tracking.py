@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from allocator.data.labels import ability_key
 from allocator.errors import UserError, first_line
 
-__all__ = ["Tracker", "default_tracking_uri", "ended_status", "open_tracker", "ui_command"]
+__all__ = ["Tracker", "check_names", "default_tracking_uri", "ended_status", "open_tracker", "ui_command"]
 
 TRIAL_ID_TAG = "allocator.trial_id"
 KIND_TAG = "allocator.kind"
@@ -60,6 +61,32 @@ def check_uri(uri: str) -> None:
         raise UserError(
             f"--tracking-uri {uri}: expected sqlite:///PATH/mlflow.db, http(s)://HOST:PORT or a database URI"
         )
+
+
+# what a job logs per ability (allocator.trial.worker, runner, search, confirm): a prefix of each
+_ABILITY_METRICS = ("score/", "loss/", "exact_match/", "choice/", "best_score/", "base_exact_match/", "base_loss/")
+_ABILITY_METRICS += ("base_choice/", "proxy/score/", "target/score/")
+MAX_EXPERIMENT_NAME = 500  # MLflow's limit (mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH)
+
+
+def check_names(config: dict[str, Any], experiment: str, abilities: list[str]) -> None:
+    """Every name a job will log that MLflow would refuse, as a ``UserError`` before the first
+    run is created: the config's params, the per-ability metrics and params (an ability's key,
+    allocator.data.labels), the experiment's name. MLflow itself checks only as each is logged,
+    after the parent run exists."""
+    from allocator.search.extensions import mlflow_name_problem
+
+    if len(experiment) > MAX_EXPERIMENT_NAME:
+        raise UserError(f"tracking.experiment: {len(experiment)} characters, MLflow allows {MAX_EXPERIMENT_NAME}")
+    names = [("param", k, f"config field {k}") for k in _flatten(config)]
+    for a in abilities:
+        k = ability_key(a)
+        names.append(("param", f"mixture.{k}", f"ability {a!r}"))
+        names.extend(("metric", f"{prefix}{k}", f"ability {a!r}") for prefix in _ABILITY_METRICS)
+    for kind, name, what in names:
+        problem = mlflow_name_problem(kind, name)
+        if problem:
+            raise UserError(f"{what}: MLflow would refuse its {kind} name {name!r}: {problem}")
 
 
 def open_tracker(uri: str, experiment: str) -> Tracker:
@@ -154,9 +181,10 @@ class Tracker:
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    # a key may be an ability's label (data.metrics, search.minimum): its MLflow-safe key
     out: dict[str, Any] = {}
     for k, v in d.items():
-        key = f"{prefix}{k}"
+        key = f"{prefix}{ability_key(str(k))}"
         if isinstance(v, dict):
             out.update(_flatten(v, key + "."))
         elif isinstance(v, list):

@@ -1,7 +1,7 @@
-"""Ray Tune and Optuna, extended: every use of their private attributes is in this module.
+"""Ray Tune, Optuna and MLflow, extended: every use of their private names is in this module.
 
-Each use names the version it was checked against (Ray 2.60.0, Optuna 5.0.0, the pinned
-ones in constraints.txt); an upgrade of either reads this module first.
+Each use names the version it was checked against (Ray 2.60.0, Optuna 5.0.0, MLflow 3.17.2,
+the pinned ones in constraints.txt); an upgrade of any reads this module first.
 
 - ``ScoredOptunaSearch``: Ray's ``OptunaSearch`` that stores a finished trial's per-ability
   scores on its Optuna trial before telling Optuna the objective (the growth-curve sampler
@@ -9,6 +9,8 @@ ones in constraints.txt); an upgrade of either reads this module first.
   than COMPLETE, and adds a warm start's measured trials to its Optuna study.
 - ``BaselineKeepingASHA``: Ray's ASHA that never stops the uniform baseline.
 - ``set_trial_system_attr``: a system attribute on the trial a sampler is sampling.
+- ``mlflow_name_problem``: what MLflow would refuse in a run's param, metric or tag name, asked
+  before the first run is written (MLflow checks only as each name is logged).
 """
 
 from __future__ import annotations
@@ -20,7 +22,31 @@ import optuna
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-__all__ = ["BaselineKeepingASHA", "ScoredOptunaSearch", "set_trial_system_attr"]
+from allocator.data.labels import ability_key
+
+__all__ = ["BaselineKeepingASHA", "ScoredOptunaSearch", "mlflow_name_problem", "set_trial_system_attr"]
+
+
+def mlflow_name_problem(kind: str, name: str) -> str | None:
+    """MLflow's own objection to ``name`` as a run's ``kind`` ("param", "metric" or "tag") name,
+    or None. Its validators are what the store applies when the name is logged."""
+    # MLflow 3.17.2: mlflow.utils.validation's _validate_{param,metric,tag}_name (characters
+    # [/\w.\- :], a path normpath leaves alone) and MAX_ENTITY_KEY_LENGTH (250), all private
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    check = {
+        "param": validation._validate_param_name,
+        "metric": validation._validate_metric_name,
+        "tag": validation._validate_tag_name,
+    }[kind]
+    try:
+        check(name)
+    except MlflowException as e:
+        return e.message.split("\n")[0]
+    if len(name) > validation.MAX_ENTITY_KEY_LENGTH:
+        return f"{len(name)} characters, more than MLflow's {validation.MAX_ENTITY_KEY_LENGTH}"
+    return None
 
 
 def set_trial_system_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, key: str, value: Any) -> None:
@@ -89,8 +115,9 @@ class ScoredOptunaSearch(OptunaSearch):
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
                 self._completed_trials.add(trial_id)
                 return
-            if all(f"score/{a}" in result for a in self._abilities):
-                ot_trial.set_user_attr(self._scores_attr, {a: float(result[f"score/{a}"]) for a in self._abilities})
+            names = {a: f"score/{ability_key(a)}" for a in self._abilities}
+            if all(n in result for n in names.values()):
+                ot_trial.set_user_attr(self._scores_attr, {a: float(result[n]) for a, n in names.items()})
         super().on_trial_complete(trial_id, result, error)
 
 

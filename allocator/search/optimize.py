@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from allocator.config import OptimizeConfig, resolve_config
+from allocator.data.labels import ability_key, param_name
 from allocator.data.pools import Pools
 from allocator.errors import UserError
 from allocator.mixture import BudgetPlan, point_from_counts, uniform_point
@@ -90,14 +91,14 @@ class OptimizeJob(Job):
         first = {BASELINE: uniform_point(abilities)}
         for label, counts in (warm.enqueue if warm is not None else {}).items():
             first[f"warm-{label}"] = point_from_counts(counts, plan.minimum)
-        space: dict[str, Any] = {f"u_{a}": tune.uniform(0.0, 1.0) for a in abilities}
-        starts = [{f"u_{a}": u for a, u in p.items()} for p in first.values()]
+        space: dict[str, Any] = {param_name(a): tune.uniform(0.0, 1.0) for a in abilities}
+        starts = [{param_name(a): u for a, u in p.items()} for p in first.values()]
         if search.multi_objective:  # (objective, examples): a mixture may use less than the budget
             space["budget_fraction"] = tune.uniform(search.min_budget_fraction, 1.0)
             starts = [{**p, "budget_fraction": 1.0} for p in starts]
         warm_trials = []
         for t in warm.trials if warm is not None else ():
-            point = {f"u_{a}": u for a, u in point_from_counts(t["mixture"], plan.minimum).items()}
+            point = {param_name(a): u for a, u in point_from_counts(t["mixture"], plan.minimum).items()}
             examples = sum(t["mixture"].values())
             if search.multi_objective:
                 point["budget_fraction"] = min(1.0, examples / plan.budget)
@@ -197,7 +198,7 @@ class OptimizeJob(Job):
                 "failed_trials": sum(r.status is Status.FAILED for r in records),
                 "early_stopped_trials": stats["early_stopped"],
                 "compute_saved": stats["compute_saved"],
-                **{f"best_score/{a}": s for a, s in best.scores.items()},
+                **{f"best_score/{ability_key(a)}": s for a, s in best.scores.items()},
             },
             step=0,
         )
@@ -257,7 +258,7 @@ class SearchOpener:
                 origin = f"{self.sampler} sampler"
         rec = TrialRecord(trial.trial_id, name, kind, mixture, origin=origin)
         rec.predicted = proposal.predicted if proposal else None
-        params: dict[str, Any] = {f"u.{a}": round(u, 6) for a, u in point.items()}
+        params: dict[str, Any] = {f"u.{ability_key(a)}": round(u, 6) for a, u in point.items()}
         params["origin"] = origin
         return rec, params
 

@@ -38,6 +38,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from allocator.curves.model import SAMPLER_MODELS, GrowthModel, Proposal
+from allocator.data.labels import param_name
 from allocator.mixture import BudgetPlan, counts_from_point, point_from_counts
 from allocator.search.extensions import set_trial_system_attr
 from allocator.trial.setup import point_of
@@ -112,7 +113,7 @@ class GrowthCurveSampler(BaseSampler):
         self._independent.reseed_rng()
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {f"u_{a}": FloatDistribution(0.0, 1.0) for a in self.abilities}
+        return {param_name(a): FloatDistribution(0.0, 1.0) for a in self.abilities}
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -183,13 +184,13 @@ class GrowthCurveSampler(BaseSampler):
         return isinstance(s, dict) and all(a in s for a in self.abilities) and self._has_point(t)
 
     def _has_point(self, t: FrozenTrial) -> bool:
-        return ALLOCATION_ATTR in t.user_attrs or all(f"u_{a}" in t.params for a in self.abilities)
+        return ALLOCATION_ATTR in t.user_attrs or all(param_name(a) in t.params for a in self.abilities)
 
     def _taken(self, t: FrozenTrial) -> list[dict[str, float]]:
         """The allocation a trial trained on and, when its parameters name another, the
         one it proposed: neither is worth proposing again."""
         out = [self.allocation(t)] if self._has_point(t) else []
-        if all(f"u_{a}" in t.params for a in self.abilities):
+        if all(param_name(a) in t.params for a in self.abilities):
             out.append(self._counts(point_of(t.params, self.abilities)))
         return out
 

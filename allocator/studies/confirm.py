@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from allocator.config import OptimizeConfig, resolve_config
+from allocator.data.labels import ability_key
 from allocator.data.pools import Pools
 from allocator.errors import UserError
 from allocator.report.results import ConfirmResult
@@ -338,7 +339,7 @@ class ConfirmJob(GridJob):
                 metrics[f"{st}/objective_mean"] = s["objective"]["mean"]
                 metrics[f"{st}/objective_std"] = s["objective"]["std"]
                 for a, sc in s["scores"].items():
-                    metrics[f"{st}/score/{a}"] = sc["mean"]
+                    metrics[f"{st}/score/{ability_key(a)}"] = sc["mean"]
                 evidence[st] = {"objective": s["objective"], "vs": {}}
                 for ref, cs in result.comparisons[st].items():
                     if name in cs:
@@ -362,7 +363,7 @@ class ConfirmJob(GridJob):
                 "budget_unit": cfg.budget_unit,
             }
             params = {
-                **{f"mixture.{a}": n for a, n in mix.items()},
+                **{f"mixture.{ability_key(a)}": n for a, n in mix.items()},
                 **{f"recipe.{k}": v for k, v in _flat(recipe).items()},
                 "data_hash": data_hash,
                 "seeds": json.dumps(result.seeds),

@@ -19,6 +19,7 @@ from typing import Any
 
 from ray import tune
 
+from allocator.data.labels import ability_key
 from allocator.report.tracking import Tracker
 from allocator.trial.record import Status, TrialRecord
 
@@ -68,7 +69,7 @@ class TrialLog(tune.Callback):
         rec, own = self.opener(trial)
         # the opener may know better (a target's own tokenizer may keep other examples)
         rec.status, rec.data_hash = Status.RUNNING, rec.data_hash or self.data_hash(rec.mixture)
-        params = {**{f"mixture.{a}": n for a, n in rec.mixture.items()}, **own, "data_hash": rec.data_hash}
+        params = {**{f"mixture.{ability_key(a)}": n for a, n in rec.mixture.items()}, **own, "data_hash": rec.data_hash}
         rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, rec.name, rec.kind, params)
         self.records[trial.trial_id] = rec
         self.started[trial.trial_id] = time.perf_counter()

@@ -112,7 +112,7 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
     then build or load the built-in base and score it once: every user error surfaces before
     anything is written (the model cache is a cache, not a result). A pretrained base is
     scored by the runner on a Ray worker, where a model too large for the driver fits."""
-    from allocator.report.tracking import check_uri, default_tracking_uri
+    from allocator.report.tracking import check_names, check_uri, default_tracking_uri
     from trainers.pretrain import build_or_load_base
 
     spec = cfg.model.spec()
@@ -134,6 +134,7 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
         out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
     uri = cfg.tracking.uri or default_tracking_uri()
     check_uri(uri)
+    check_names(cfg.to_dict(), cfg.tracking.experiment, pools.abilities)
     if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
         _check_cpu_qlora()
     if pretrained is not None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from allocator.data.labels import ability_key
+
 __all__ = ["Status", "TrialRecord"]
 
 
@@ -92,10 +94,11 @@ class TrialRecord:
         self.objective = float(result["objective"])
         self.steps, self.evaluations = int(result["step"]), self.evaluations + 1
         self.steps_total = int(result["steps_total"])
-        self.scores = {a: float(result[f"score/{a}"]) for a in abilities}
-        self.losses = {a: float(result[f"loss/{a}"]) for a in abilities}
-        self.exact_match = {a: float(result[k]) for a in abilities if (k := f"exact_match/{a}") in result}
-        self.choice = {a: float(result[k]) for a in abilities if (k := f"choice/{a}") in result}
+        key = {a: ability_key(a) for a in abilities}
+        self.scores = {a: float(result[f"score/{key[a]}"]) for a in abilities}
+        self.losses = {a: float(result[f"loss/{key[a]}"]) for a in abilities}
+        self.exact_match = {a: float(result[k]) for a in abilities if (k := f"exact_match/{key[a]}") in result}
+        self.choice = {a: float(result[k]) for a in abilities if (k := f"choice/{key[a]}") in result}
 
     def to_dict(self) -> dict[str, Any]:
         """The record as its job's result file holds it."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from allocator.config import OptimizeConfig
+from allocator.data.labels import ability_key
 from allocator.data.pools import Pools
 from allocator.errors import UserError
 from allocator.trial.callback import Opener
@@ -263,6 +264,6 @@ def _open_parent(tracker: Any, prep: Prepared, kind: str) -> tuple[str, str]:
             tags["allocator.base_commit"] = prep.spec.revision
     parent = tracker.start_parent(run_name, prep.cfg.to_dict(), tags, kind=kind)
     tracker.log_json(parent, prep.pools.summary, "pool.json")
-    base = {f"base_{m}/{a}": v for a, s in prep.base_scores.items() for m, v in s.items()}
+    base = {f"base_{m}/{ability_key(a)}": v for a, s in prep.base_scores.items() for m, v in s.items()}
     tracker.log_metrics(parent, base, step=0)
     return parent, run_name

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from allocator.data.labels import param_name
 from allocator.mixture.plan import BudgetPlan
 from trainers.config import ProxyRecipe
 from trainers.evaluation import HeldoutItem
@@ -30,7 +31,7 @@ class GridRun:
 
 def point_of(params: Mapping[str, Any], abilities: list[str]) -> dict[str, float]:
     """The point of the mixture space a search trial's parameters name."""
-    return {a: float(params[f"u_{a}"]) for a in abilities}
+    return {a: float(params[param_name(a)]) for a in abilities}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from allocator.curves import scoring
+from allocator.data.labels import ability_key
 from allocator.trial.setup import TrialSetup
 
 __all__ = ["FAULTS_ENV", "injected_fault", "run_trial", "score_base", "train_mixture", "trial_metrics"]
@@ -33,11 +34,12 @@ def trial_metrics(
     norm = scoring.scores(raw, metrics, base)
     out = {"objective": scoring.objective(norm, weights)}
     for a, s in raw.items():
-        out[f"score/{a}"] = norm[a]
-        out[f"loss/{a}"] = s["loss"]
+        k = ability_key(a)  # a label MLflow or Tune would refuse has a key (allocator.data.labels)
+        out[f"score/{k}"] = norm[a]
+        out[f"loss/{k}"] = s["loss"]
         for m in ("exact_match", "choice"):
             if m in s:
-                out[f"{m}/{a}"] = s[m]
+                out[f"{m}/{k}"] = s[m]
     return out
 
 
