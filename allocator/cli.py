@@ -296,6 +296,12 @@ def _check_output(path: str | None) -> None:
         out_dir = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(out_dir):
             raise UserError(f"--output {path}: folder {out_dir} does not exist")
+        if os.path.isdir(path):
+            raise UserError(
+                f"--output {path}: is a folder (give a file name, e.g. {os.path.join(path, 'result.json')})"
+            )
+        if not os.access(out_dir, os.W_OK):
+            raise UserError(f"--output {path}: folder {out_dir} is not writable")
 
 
 def _study_source(source: str, tracking_uri: str | None) -> str:
@@ -385,6 +391,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     import json
 
     from allocator.data import by_ability, detect_format, load_source, split_pools, summarize
+    from allocator.data.labels import check_labels
     from allocator.errors import UserError
 
     if (args.file is None) == (args.config is None):
@@ -410,11 +417,15 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     )
     if args.heldout < 1:
         raise UserError(f"--heldout {args.heldout}: expected at least 1")
-    pools = split_pools(by_ability(loaded.records), seed=args.seed, heldout_size=args.heldout)
-    summary = {"file": args.file, "format": fmt, **summarize(loaded, pools)}
+    groups = by_ability(loaded.records)
+    problems: dict[str, str] = {}
+    pools = split_pools(groups, seed=args.seed, heldout_size=args.heldout, problems=problems)
+    label_problem = check_labels(groups, {r.ability: f"{args.file}:row {r.row}" for r in reversed(loaded.records)})
+    summary = {"file": args.file, "format": fmt, **summarize(loaded, pools, groups)}
+    summary["problems"] = [*([label_problem] if label_problem else []), *problems.values()]
     if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return 2 if summary["problems"] else 0
     print(f"{args.file}: {summary['examples']:,} examples in {len(summary['abilities'])} abilities (format {fmt})")
     head = f"  {'ability':28s} {'examples':>9s} {'heldout':>8s} {'dups':>5s} {'train':>7s}"
     print(head + f" {'chars p10':>9s} {'p50':>6s} {'p90':>6s} {'max':>7s}")
@@ -427,6 +438,13 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     for reason, n in summary["dropped"].items():
         rows = ", ".join(map(str, summary["dropped_rows"][reason]))
         print(f"  dropped {n:,}: {reason} (rows {rows}{', ...' if n > 5 else ''})")
+    for a, n in summary["dropped_abilities"].items():
+        print(f"  ability '{a}': every one of its {n:,} rows was dropped")
+    for problem in summary["problems"]:
+        print(f"  problem: {problem}")
+    if summary["problems"]:
+        n = len(summary["problems"])
+        raise UserError(f"{args.file}: {n} problem{'s' if n > 1 else ''} (listed above)")
     return 0
 
 

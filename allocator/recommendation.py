@@ -60,9 +60,14 @@ def _load(study_result: Any) -> dict[str, Any]:
     if isinstance(study_result, str | Path):
         p = Path(study_result)
         try:
-            return json.loads(p.read_text())
+            obj = json.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise UserError(f"{p}: not a study result (not UTF-8 text, byte {e.start})") from None
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"{p}: cannot read a study result: {e}") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{p}: not a study result (expected a JSON object, got {type(obj).__name__})")
+        return obj
     return dict(study_result)
 
 

@@ -5,7 +5,7 @@ Imports Ray and nothing of ``allocator``: what a cluster must ship to its worker
 caller's packages, environment variables) is passed in. Raises ``ClusterError``.
 """
 
-from ray_cluster.connect import HUB_ENV, connect, disconnect
+from ray_cluster.connect import HUB_ENV, check_address, connect, disconnect
 from ray_cluster.errors import ClusterError
 from ray_cluster.resources import max_concurrent_trials, trial_resources
 from ray_cluster.train import LAUNCHER_CPUS, fit_data_parallel
@@ -14,6 +14,7 @@ __all__ = [
     "HUB_ENV",
     "LAUNCHER_CPUS",
     "ClusterError",
+    "check_address",
     "connect",
     "disconnect",
     "fit_data_parallel",

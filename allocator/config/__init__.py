@@ -149,7 +149,7 @@ class RayConfig(Section):
 
 class TrackingConfig(Section):
     uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///<cwd>/mlflow.db")
-    experiment: str = Field("allocator", min_length=1)
+    experiment: str = Field("allocator", min_length=1, max_length=500)  # MLflow's limit on experiment names
 
 
 class OptimizeConfig(Section):
@@ -309,6 +309,9 @@ def _model_paths(model: dict[str, Any], folder: Path) -> dict[str, Any]:
     return model
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> OptimizeConfig:
     """Read a YAML config (``None``: the embedded default), apply overrides, validate.
 
@@ -321,6 +324,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         source = str(p)
         if not p.is_file():
             raise UserError(f"{p}: config file not found")
+        if p.stat().st_size > MAX_CONFIG_BYTES:  # YAML parses slowly: a huge one is a mistake, not a config
+            mb = p.stat().st_size / 2**20
+            raise UserError(f"{p}: {mb:.1f} MB; a config is a few KB (data belongs in files under data.sources)")
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:

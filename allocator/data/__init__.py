@@ -103,8 +103,13 @@ class LoadedSource:
     records: list[Record]
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> rows
     dropped_rows: dict[str, list[int]] = field(default_factory=dict)  # reason -> first rows
+    # ability -> rows dropped after its label resolved (an empty text): an ability all of whose
+    # rows went is reported as such, not as absent
+    dropped_abilities: Counter[str] = field(default_factory=Counter)
 
-    def drop(self, reason: str, row: int) -> None:
+    def drop(self, reason: str, row: int, ability: str | None = None) -> None:
+        if ability is not None:
+            self.dropped_abilities[ability] += 1
         self.dropped[reason] += 1
         rows = self.dropped_rows.setdefault(reason, [])
         if len(rows) < 5:
@@ -138,13 +143,6 @@ def load_source(
     out = LoadedSource(records=[])
     labels_seen: set[str] = set()
     for row, rec in read_rows(path, max_line_chars=max_line_chars):
-        try:
-            turns = to_turns(rec, format, source=path, row=row, columns=columns, tags=tags)
-        except EmptyText as e:
-            if empty == "error":
-                raise
-            out.drop(f"empty '{e.field}'", row)
-            continue
         if ability is not None:
             name: str | None = ability
         else:
@@ -167,6 +165,13 @@ def load_source(
                     continue
             else:
                 name = raw
+        try:
+            turns = to_turns(rec, format, source=path, row=row, columns=columns, tags=tags)
+        except EmptyText as e:
+            if empty == "error":
+                raise
+            out.drop(f"empty '{e.field}'", row, ability=name)
+            continue
         found = None
         if options is not None:
             found = _options_field(rec, options, path, row)
@@ -216,7 +221,9 @@ def by_ability(records: list[Record]) -> dict[str, list[Record]]:
     return dict(sorted(groups.items()))
 
 
-def summarize(loaded: LoadedSource, pools: dict[str, AbilityPool] | None = None) -> dict[str, Any]:
+def summarize(
+    loaded: LoadedSource, pools: dict[str, AbilityPool] | None = None, groups: dict[str, list[Record]] | None = None
+) -> dict[str, Any]:
     """Per ability: examples, character-length quantiles and, given the split, held-out size,
     training examples and duplicates removed; dropped rows by reason."""
 
@@ -225,14 +232,16 @@ def summarize(loaded: LoadedSource, pools: dict[str, AbilityPool] | None = None)
         return {f"p{q}": s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))] for q in (10, 50, 90, 100)}
 
     abilities: dict[str, dict[str, Any]] = {}
-    for a, rs in by_ability(loaded.records).items():
+    for a, rs in (groups if groups is not None else by_ability(loaded.records)).items():
         abilities[a] = {"examples": len(rs), "chars": quantiles([sum(len(t.content) for t in r.turns) for r in rs])}
         if pools is not None:
-            p = pools[a]
-            abilities[a].update(heldout=len(p.heldout), train=len(p.train), duplicates_removed=p.duplicates_removed)
+            p = pools.get(a)  # an ability that could not be split has none (its problem is reported)
+            held, train, dups = (len(p.heldout), len(p.train), p.duplicates_removed) if p else (0, 0, 0)
+            abilities[a].update(heldout=held, train=train, duplicates_removed=dups)
     return {
         "abilities": abilities,
         "dropped": dict(loaded.dropped),
         "dropped_rows": loaded.dropped_rows,
+        "dropped_abilities": {a: n for a, n in sorted(loaded.dropped_abilities.items()) if a not in abilities},
         "examples": len(loaded.records),
     }

@@ -59,6 +59,7 @@ def split_pools(
     heldout_size: int | None = None,
     heldout_fraction: float | None = None,
     given_heldout: Mapping[str, Sequence[object]] | None = None,
+    problems: dict[str, str] | None = None,
 ) -> dict[str, AbilityPool]:
     """Split every ability into a held-out set and a training order (module doc).
 
@@ -77,16 +78,24 @@ def split_pools(
         else:
             k = heldout_size if heldout_size is not None else max(1, round(len(order) * (heldout_fraction or 0.0)))
             if len(order) <= k:
-                raise DataError(
+                problem = (
                     f"ability '{ability}': {len(order)} examples, not more than its held-out size {k} "
                     f"(lower heldout, or give the ability more data)"
                 )
+                if problems is None:
+                    raise DataError(problem)
+                problems[ability] = problem
+                continue
             heldout, rest = order[:k], order[k:]
         exact = {_key(r, False) for r in heldout}
         norm = {_key(r, True) for r in heldout}
         train = [r for r in rest if _key(r, False) not in exact and _key(r, True) not in norm]
         if not train:
-            raise DataError(f"ability '{ability}': every training example duplicates a held-out one")
+            problem = f"ability '{ability}': every training example duplicates a held-out one"
+            if problems is None:
+                raise DataError(problem)
+            problems[ability] = problem
+            continue
         pools[ability] = AbilityPool(ability, tuple(train), tuple(heldout), len(rest) - len(train))
     return pools
 

@@ -25,7 +25,17 @@ __all__ = ["read_rows"]
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _open_lines(path: Path) -> Iterator[bytes]:
+def _open_lines(path: Path, max_line_chars: int) -> Iterator[bytes]:
+    """The file's lines as bytes; a line longer than any of ``max_line_chars`` characters could
+    be (4 bytes each in UTF-8) stops the read there, never loaded whole (a file of one 10 GB line)."""
+    limit = 4 * max_line_chars + 2
+    for n, line in enumerate(_raw_lines(path, limit), start=1):
+        if len(line) >= limit and not line.endswith(b"\n"):
+            raise DataError(f"{path}: line {n}: more than {max_line_chars:,} characters, over the limit")
+        yield line
+
+
+def _raw_lines(path: Path, limit: int) -> Iterator[bytes]:
     with path.open("rb") as raw:
         head = raw.read(2)
     gz = path.name.endswith(".gz")
@@ -36,14 +46,15 @@ def _open_lines(path: Path) -> Iterator[bytes]:
     opener = gzip.open if gz else open
     try:
         with opener(path, "rb") as f:
-            yield from f
+            while line := f.readline(limit):
+                yield line
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot decompress: {e}") from None
 
 
 def _jsonl(path: Path, max_line_chars: int) -> Iterator[tuple[int, Any]]:
     n = 0
-    for n, raw in enumerate(_open_lines(path), start=1):
+    for n, raw in enumerate(_open_lines(path, max_line_chars), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:

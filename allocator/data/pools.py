@@ -60,6 +60,7 @@ class RawPools:
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows, at loading
     dropped_rows: dict[str, list[str]] = field(default_factory=dict)  # reason -> first "file:row"
     sources: list[str] = field(default_factory=list)
+    dropped_abilities: dict[str, int] = field(default_factory=dict)  # an ability all of whose rows were dropped
 
 
 def _suite_records(cfg: OptimizeConfig) -> RawPools:
@@ -82,6 +83,7 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
     train, heldout = [], []
     dropped: Counter[str] = Counter()
     dropped_rows: dict[str, list[str]] = {}
+    lost: Counter[str] = Counter()  # ability -> rows dropped for an empty text
     for src in data.sources:
         where = src.location
         fmt = src.format or detect_format(where)
@@ -100,17 +102,25 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
             options_pattern=src.options_pattern,
         )
         (heldout if src.split == "heldout" else train).extend(loaded.records)
+        lost.update(loaded.dropped_abilities)
         for reason, n in loaded.dropped.items():
             dropped[reason] += n
             dropped_rows.setdefault(reason, []).extend(f"{where}:{r}" for r in loaded.dropped_rows[reason])
     groups, given = by_ability(train), by_ability(heldout)
+    gone = {a: n for a, n in sorted(lost.items()) if a not in groups and a not in given}
+
+    def absent(a: str) -> str:
+        if a in gone:
+            return f"is gone: every one of its {gone[a]:,} rows was dropped (an empty text; data inspect lists them)"
+        return f"does not occur in the data (present: {', '.join(groups)})"
+
     for a in given:
         if a not in groups:
             raise DataError(f"ability '{a}': has held-out data (split: heldout) but no training examples")
     if data.abilities is not None:
         for a in data.abilities:
             if a not in groups:
-                raise DataError(f"data.abilities: '{a}' does not occur in the data (present: {', '.join(groups)})")
+                raise DataError(f"data.abilities: '{a}' {absent(a)}")
         for a in list(groups):
             if a not in data.abilities:
                 dropped["ability not in data.abilities"] += len(groups.pop(a))
@@ -121,7 +131,7 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
         raise DataError(f"data: {problem}")
     for a in data.metrics:
         if a not in groups:
-            raise DataError(f"data.metrics: ability '{a}' does not occur in the data (present: {', '.join(groups)})")
+            raise DataError(f"data.metrics: ability '{a}' {absent(a)}")
     metric_of = {a: data.metrics.get(a, data.default_metric) for a in groups}
     for a in groups:
         if metric_of[a] == "choice" and not any(r.options for r in [*groups[a], *given.get(a, [])]):
@@ -148,6 +158,7 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
         dropped=dict(dropped),
         dropped_rows={k: v[:5] for k, v in dropped_rows.items()},
         sources=[s.location for s in data.sources],
+        dropped_abilities=gone,
     )
 
 
@@ -341,6 +352,7 @@ def encode_pools(
         "abilities": abilities,
         "dropped": raw.dropped,
         "dropped_rows": raw.dropped_rows,
+        "dropped_abilities": raw.dropped_abilities,
     }
     return Pools(
         abilities=list(records),

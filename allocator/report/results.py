@@ -159,7 +159,9 @@ def load_result(source: str, tracking_uri: str | None, names: tuple[str, ...], f
     """The JSON object at ``result_path``."""
     path = result_path(source, tracking_uri, names, flag)
     try:
-        obj = json.loads(Path(path).read_text())
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{flag} {source}: not a result JSON (not UTF-8 text, byte {e.start})") from None
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{flag} {source}: cannot read a result JSON: {first_line(e)}") from None
     if not isinstance(obj, dict):

@@ -57,7 +57,9 @@ def check_uri(uri: str) -> None:
         parent = Path(uri.removeprefix("sqlite:///")).parent
         if not parent.is_dir():
             raise UserError(f"--tracking-uri {uri}: folder {parent} does not exist")
-    elif not uri.startswith(("http://", "https://", "postgresql", "mysql", "mssql")):
+    elif uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    elif not uri.startswith(("postgresql", "mysql", "mssql")):
         raise UserError(
             f"--tracking-uri {uri}: expected sqlite:///PATH/mlflow.db, http(s)://HOST:PORT or a database URI"
         )
@@ -66,18 +68,15 @@ def check_uri(uri: str) -> None:
 # what a job logs per ability (allocator.trial.worker, runner, search, confirm): a prefix of each
 _ABILITY_METRICS = ("score/", "loss/", "exact_match/", "choice/", "best_score/", "base_exact_match/", "base_loss/")
 _ABILITY_METRICS += ("base_choice/", "proxy/score/", "target/score/")
-MAX_EXPERIMENT_NAME = 500  # MLflow's limit (mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH)
 
 
-def check_names(config: dict[str, Any], experiment: str, abilities: list[str]) -> None:
+def check_names(config: dict[str, Any], abilities: list[str]) -> None:
     """Every name a job will log that MLflow would refuse, as a ``UserError`` before the first
     run is created: the config's params, the per-ability metrics and params (an ability's key,
-    allocator.data.labels), the experiment's name. MLflow itself checks only as each is logged,
-    after the parent run exists."""
+    allocator.data.labels). MLflow itself checks only as each is logged, after the parent run
+    exists. (The experiment's name is the config's to check: tracking.experiment.)"""
     from allocator.search.extensions import mlflow_name_problem
 
-    if len(experiment) > MAX_EXPERIMENT_NAME:
-        raise UserError(f"tracking.experiment: {len(experiment)} characters, MLflow allows {MAX_EXPERIMENT_NAME}")
     names = [("param", k, f"config field {k}") for k in _flatten(config)]
     for a in abilities:
         k = ability_key(a)
@@ -87,6 +86,33 @@ def check_names(config: dict[str, Any], experiment: str, abilities: list[str]) -
         problem = mlflow_name_problem(kind, name)
         if problem:
             raise UserError(f"{what}: MLflow would refuse its {kind} name {name!r}: {problem}")
+
+
+SERVER_SECONDS = 5.0
+
+
+def _check_server(uri: str) -> None:
+    """A tracking server that answers its health check, or a ``UserError`` within seconds:
+    MLflow's client retries a request for minutes (7 tries, exponential backoff) and the job
+    would find out only after its base is built and Ray is up."""
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=SERVER_SECONDS) as r:
+            r.read(64)
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):  # a server behind authentication answers; MLflow's client sends the credentials
+            return
+        raise UserError(f"--tracking-uri {uri}: {url} answered HTTP {e.code}; is this an MLflow server?") from None
+    except TimeoutError:
+        raise UserError(f"--tracking-uri {uri}: no answer within {SERVER_SECONDS:g}s") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, TimeoutError):
+            raise UserError(f"--tracking-uri {uri}: no answer within {SERVER_SECONDS:g}s") from None
+        raise UserError(f"--tracking-uri {uri}: no MLflow server answers ({first_line(reason)})") from None
 
 
 def open_tracker(uri: str, experiment: str) -> Tracker:

@@ -134,7 +134,7 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
         out(f"  pool {a}: {info['train']} train, {info['heldout']} held-out ({info['metric']}){lost}")
     uri = cfg.tracking.uri or default_tracking_uri()
     check_uri(uri)
-    check_names(cfg.to_dict(), cfg.tracking.experiment, pools.abilities)
+    check_names(cfg.to_dict(), pools.abilities)
     if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
         _check_cpu_qlora()
     if pretrained is not None:

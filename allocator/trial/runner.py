@@ -142,15 +142,22 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
     from allocator.report.tracking import ended_status, open_tracker
     from allocator.trial.callback import TrialLog
     from allocator.trial.worker import run_trial
-    from ray_cluster import ClusterError, connect, disconnect, max_concurrent_trials, trial_resources
+    from ray_cluster import ClusterError, check_address, connect, disconnect, max_concurrent_trials, trial_resources
 
     t_start = time.perf_counter()
+    if cfg.ray.address:  # an address that cannot be joined fails in seconds, before the base is built
+        try:
+            check_address(cfg.ray.address)
+        except ClusterError as e:
+            raise UserError(str(e)) from None
     prep = prepare(cfg, out, job.check)
     more = job.prepare_more(prep, out)
     scored = all(p.base_scores is not None for p in (prep, *more))
     plan = job.trials(prep) if scored else None
     try:
-        started_ray = connect(cfg.ray.address, cfg.ray.num_cpus, py_modules=_project_modules(), env_vars=WORKER_ENV)
+        started_ray = connect(
+            cfg.ray.address, cfg.ray.num_cpus, py_modules=_project_modules(), env_vars=WORKER_ENV, checked=True
+        )
     except ClusterError as e:
         raise UserError(str(e)) from None
     tracker = None
