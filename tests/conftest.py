@@ -90,14 +90,18 @@ def ray_session(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def inject_faults(ray_session: Path):
-    """``fail(k, ...)``: the trials that start as number k (0: the first) of the next job run in
-    this process fail in their worker."""
+    """``fail(k, ..., fault="fail")``: the trials that start as number k (0: the first) of the
+    next job run in this process meet ``fault`` in their worker (allocator.trial.worker.FAULTS:
+    raise, a NaN, out of memory, its process killed)."""
+    from allocator.trial.worker import FAULTS
 
-    def fail(*ks: int) -> None:
+    def fail(*ks: int, fault: str = "fail") -> None:
+        assert fault in FAULTS
         offset = len(list(ray_session.glob("started-*")))  # every trial of the session took a number
         for k in ks:
-            (ray_session / f"fail-{offset + k}").touch()
+            (ray_session / f"{fault}-{offset + k}").touch()
 
     yield fail
-    for f in ray_session.glob("fail-*"):
-        f.unlink()
+    for fault in FAULTS:
+        for f in ray_session.glob(f"{fault}-*"):
+            f.unlink()

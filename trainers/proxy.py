@@ -291,6 +291,12 @@ def run_proxy(
             batch = {k: v.to(device) for k, v in collate([encoded[i] for i in rows], tok.pad_id).items()}
             with pm.autocast():
                 loss = net(**batch).loss
+            # diverged: every later step and score would be NaN. float16 is exempt: its loss
+            # scaler skips a step whose gradients overflow and recovers
+            if not scaler.is_enabled() and not torch.isfinite(loss.detach()).item():
+                raise FloatingPointError(
+                    f"training loss is {loss.item()} at step {step} of {steps} (lr {recipe.lr:g} too high?)"
+                )
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if world > 1:

@@ -100,6 +100,15 @@ class ScoredOptunaSearch(OptunaSearch):
         # Ray 2.60.0: OptunaSearch._ot_trials maps Tune trial ids to Optuna trials
         return self._ot_trials.get(trial_id)
 
+    def states(self) -> dict[str, int]:
+        """How many of its Optuna study's trials are in each state (COMPLETE, FAIL, PRUNED,
+        RUNNING...), a warm start's measured trials included."""
+        # Ray 2.60.0: OptunaSearch._ot_study, the Optuna study it asks and tells
+        counts: dict[str, int] = {}
+        for t in self._ot_study.get_trials(deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        return dict(sorted(counts.items()))
+
     @property
     def sampler(self) -> optuna.samplers.BaseSampler:
         # Ray 2.60.0: OptunaSearch._sampler, the sampler it was given
@@ -108,6 +117,12 @@ class ScoredOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self.optuna_trial(trial_id)
         # Ray 2.60.0: OptunaSearch._completed_trials, the Tune trial ids already told to Optuna
+        if error and ot_trial is not None and trial_id not in self._completed_trials:
+            # Ray's OptunaSearch tells a trial that failed after a report COMPLETE with that
+            # report's stale value: a failure is FAIL, whatever it reported before
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
         if result and ot_trial is not None and trial_id not in self._completed_trials:
             if int(result.get("training_iteration", self._reports)) < self._reports:
                 # stopped early by the scheduler: a partial score, not a point of the landscape;

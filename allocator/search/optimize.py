@@ -126,6 +126,7 @@ class OptimizeJob(Job):
                 grace_period=search.grace_period,
                 reduction_factor=search.reduction_factor,
             )
+        self.searcher = searcher  # finish() reads its Optuna study's states
         opener = SearchOpener(abilities, plan, search.sampler, first, searcher)
         unit = cfg.budget_unit
         return TrialPlan(
@@ -163,6 +164,7 @@ class OptimizeJob(Job):
         if best is baseline:
             out(f"no searched mixture meets the floor ({cfg.search.floor}): the uniform mixture is the recommendation")
         stats = compute_stats(records)
+        stats["optuna_states"] = self.searcher.states()  # FAIL for every failed trial, never COMPLETE
         front = pareto(records, best, out) if cfg.search.multi_objective else None
         if stats["early_stopped"]:
             out(

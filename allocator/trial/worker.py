@@ -11,8 +11,12 @@ and the step counts a scheduler and the driver read.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
-from collections.abc import Callable, Mapping
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from allocator.curves import scoring
@@ -43,14 +47,24 @@ def trial_metrics(
     return out
 
 
-def injected_fault() -> None:
+FAULTS = ("fail", "nan", "oom", "kill")
+
+
+def injected_fault() -> str | None:
     """Fault injection for reliability tests (as Ray's own restore tests do it, by marker
     files): with ``ALLOCATOR_INJECT_FAULTS=DIR`` each trial takes the next ordinal ``k``
-    (it creates ``DIR/started-k``, atomically) and raises when ``DIR/fail-k`` exists.
-    Without the variable it does nothing."""
+    (it creates ``DIR/started-k``, atomically), and ``DIR/<fault>-k`` makes it
+
+    - ``fail``: raise here;
+    - ``kill``: SIGKILL its own worker process (a node's OOM killer, a preempted machine);
+    - ``nan``: train at lr 1e30, so that the fine-tune itself diverges (returned);
+    - ``oom``: train under an address-space limit a little above what the worker holds, so
+      that a real allocation fails (returned).
+
+    Without the variable it does nothing and returns None."""
     folder = os.environ.get(FAULTS_ENV)
     if not folder:
-        return
+        return None
     k = 0
     while True:
         try:
@@ -58,8 +72,28 @@ def injected_fault() -> None:
             break
         except FileExistsError:
             k += 1
-    if os.path.exists(os.path.join(folder, f"fail-{k}")):
+    fault = next((f for f in FAULTS if os.path.exists(os.path.join(folder, f"{f}-{k}"))), None)
+    if fault == "fail":
         raise RuntimeError(f"injected fault: trial {k} ({FAULTS_ENV}={folder})")
+    if fault == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fault
+
+
+@contextmanager
+def _address_space_limit(extra_mb: int = 2) -> Iterator[None]:
+    """The process's virtual memory capped at what it maps now plus ``extra_mb`` (the soft
+    limit, restored after: a reused worker runs later trials)."""
+    import resource
+
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + extra_mb * 2**20, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def train_mixture(
@@ -79,6 +113,9 @@ def train_mixture(
 
     def report(step: int, raw: dict[str, dict[str, float]], perf: dict[str, float]) -> None:
         metrics = trial_metrics(raw, setup.metrics, setup.base_scores, setup.weights) if raw else {}
+        bad = next((k for k, v in metrics.items() if not math.isfinite(v)), None)
+        if bad is not None:  # a NaN told to Tune and Optuna would be a result; it is a failure
+            raise FloatingPointError(f"{bad} is {metrics[bad]} at step {step} (the fine-tune diverged)")
         speed = {f"perf/{k}": v for k, v in perf.items()}  # tokens per second, peak GPU memory
         send({"step": step, "steps_total": full, "examples": examples, **metrics, **speed})
 
@@ -100,10 +137,19 @@ def train_mixture(
 
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     """One trial (a Tune function trainable; ``setup`` comes through ``tune.with_parameters``)."""
-    injected_fault()  # before the heavy imports: a failing trial costs no more than it must
+    fault = injected_fault()  # before the heavy imports: a failing trial costs no more than it must
     from ray import tune
 
     mixture, seed = setup.mixture(params)
+    if fault == "nan":
+        setup = dataclasses.replace(setup, recipe=dataclasses.replace(setup.recipe, lr=1e30))
+    if fault == "oom":
+        import torch  # before the limit: it is for training, not for loading code or starting threads
+
+        torch.randn(256, 256) @ torch.randn(256, 256)  # OpenMP's threads start now (their stacks count)
+        with _address_space_limit():
+            train_mixture(setup, mixture, seed, tune.report)
+        return
     train_mixture(setup, mixture, seed, tune.report)
 
 

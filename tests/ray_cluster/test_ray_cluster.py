@@ -36,3 +36,25 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_check_address_accepts_a_real_cluster_and_refuses_what_is_not_one(ray_session):
+    # the session's local Ray is a real cluster to join: the probe (TCP, HTTP/2, a test join in
+    # a child process) must not refuse it; what is not one is refused without Ray's retries
+    import socket
+    import time
+
+    import ray
+
+    from ray_cluster import check_address
+
+    check_address(ray.get_runtime_context().gcs_address)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        t = time.perf_counter()
+        with pytest.raises(ClusterError, match="no answer from 127.0.0.1"):
+            check_address(f"127.0.0.1:{s.getsockname()[1]}", timeout=0.5)
+        assert time.perf_counter() - t < 5
+    with pytest.raises(ClusterError, match="expected HOST:PORT"):
+        check_address("head-node")
