@@ -53,7 +53,7 @@ def test_check_address_accepts_a_real_cluster_and_refuses_what_is_not_one(ray_se
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         t = time.perf_counter()
-        with pytest.raises(ClusterError, match="no answer from 127.0.0.1"):
+        with pytest.raises(ClusterError, match=r"no answer from 127\.0\.0\.1"):
             check_address(f"127.0.0.1:{s.getsockname()[1]}", timeout=0.5)
         assert time.perf_counter() - t < 5
     with pytest.raises(ClusterError, match="expected HOST:PORT"):
