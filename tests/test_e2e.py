@@ -294,6 +294,28 @@ def test_failing_trials_are_failed_everywhere_and_the_best_comes_from_the_rest(t
     assert proc.stdout.count("FAILED") == 4
 
 
+def test_a_retried_trial_is_one_optuna_trial_and_one_mlflow_run_with_its_attempts(tmp_path, call_cli, inject_faults):
+    # resources.max_failures 1: trial-001's first attempt raises, Tune runs it again, it finishes
+    from .helpers import job_runs
+
+    inject_faults(1)
+    cfg = loss_config(tmp_path, trials=1, resources={"max_failures": 1})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = call_cli("optimize", "--config", "c.yaml", "--output", "out.json", cwd=tmp_path)
+    out = succeeded(proc, tmp_path / "out.json")
+    assert [(t["name"], t["status"], t["attempts"]) for t in out["trials"]] == [
+        ("uniform-baseline", "FINISHED", 0),
+        ("trial-001", "FINISHED", 1),
+    ]
+    assert out["search_stats"]["optuna_states"] == {"COMPLETE": 2}
+    _, children = job_runs(out["mlflow"]["tracking_uri"], out["mlflow"]["parent_run_id"])
+    assert len(children) == 2 and {r.info.status for r in children.values()} == {"FINISHED"}
+    run = children[out["trials"][1]["mlflow_run_id"]]
+    assert run.data.tags["allocator.attempts"] == "2"
+    assert "injected fault: trial" in run.data.tags["allocator.attempt_1.error"]
+    assert "trial-001 failed (attempt 1), retried" in proc.stdout
+
+
 def test_when_every_trial_fails_the_job_fails_and_its_parent_run_says_so(tmp_path, call_cli, inject_faults):
     proc = _faulty(tmp_path, call_cli, inject_faults, fail=range(2), trials=1)
     assert proc.returncode == 1 and "the uniform baseline trial did not finish" in proc.stderr, proc.stderr[-2000:]

@@ -140,6 +140,12 @@ class StudyConfig(Section):
 class ResourcesConfig(Section):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
+    max_failures: int = Field(
+        0,
+        ge=0,
+        description="times a failed trial is retried from scratch (Tune's FailureConfig; a worker or node lost): "
+        "a retried trial stays one Optuna trial and one MLflow run, its failed attempts recorded on the run",
+    )
 
 
 class RayConfig(Section):

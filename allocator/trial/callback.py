@@ -107,5 +107,18 @@ class TrialLog(tune.Callback):
         else:
             self._finish(trial, Status.FINISHED)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed attempt Tune retries (resources.max_failures): the same run goes on, with
+        the attempt's error as ``allocator.attempt_<n>.error`` and ``allocator.attempts``."""
+        rec = self._open(trial)
+        assert rec.mlflow_run_id is not None
+        rec.attempts += 1
+        self.tracker.set_tag(
+            rec.mlflow_run_id, f"allocator.attempt_{rec.attempts}.error", trial_error_line(trial)[:5000]
+        )
+        self.tracker.set_tag(rec.mlflow_run_id, "allocator.attempts", str(rec.attempts + 1))
+        rec.evaluations = 0  # the retry starts from scratch: its evaluations are counted anew
+        self.printer(f"  {rec.name} failed (attempt {rec.attempts}), retried: {trial_error_line(trial)}")
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, Status.FAILED, trial_error_line(trial))

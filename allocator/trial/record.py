@@ -52,8 +52,12 @@ SEARCH_FIELDS = (
     "seconds",
     "mlflow_run_id",
     "error",
+    "attempts",
 )
-GRID_FIELDS = ("name", "design", "ability", "volume", "seed", *_COMMON[1:], "mlflow_run_id", "error", "seconds")
+GRID_FIELDS = (
+    *("name", "design", "ability", "volume", "seed", *_COMMON[1:]),
+    *("mlflow_run_id", "error", "seconds", "attempts"),
+)
 
 
 @dataclass
@@ -75,6 +79,7 @@ class TrialRecord:
     seconds: float | None = None
     mlflow_run_id: str | None = None
     error: str | None = None
+    attempts: int = 0  # failed attempts Tune retried (resources.max_failures)
     # a search's trial: how it was chosen, and what the growth-curve model predicted for it
     origin: str | None = None  # baseline, warm start, or the sampler (its model)
     predicted: float | None = None

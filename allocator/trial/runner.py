@@ -203,6 +203,9 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
                 name=f"{run_name}-{parent[:8]}",
                 storage_path=str(Path(cfg.storage_path).resolve()),
                 callbacks=[log],
+                # a retry restarts the trial from scratch (trials keep no checkpoint): the same Tune
+                # trial, so one Optuna trial and one MLflow run (allocator.trial.callback)
+                failure_config=tune.FailureConfig(max_failures=r.max_failures),
                 verbose=0,
             ),
         )
