@@ -143,6 +143,19 @@ def load_source(
     out = LoadedSource(records=[])
     labels_seen: set[str] = set()
     for row, rec in read_rows(path, max_line_chars=max_line_chars):
+        try:
+            turns = to_turns(rec, format, source=path, row=row, columns=columns, tags=tags)
+        except EmptyText as e:
+            if empty == "error":
+                raise
+            # counted against its ability where its label names one: an ability whose rows all
+            # went is reported as such (allocator.data.pools), not as absent
+            label = ability if ability is not None else _label_of(rec, ability_field)
+            if label is not None and ability is None:
+                labels_seen.add(label)
+                label = ability_map.get(label, label) if ability_map is not None else label
+            out.drop(f"empty '{e.field}'", row, ability=label)
+            continue
         if ability is not None:
             name: str | None = ability
         else:
@@ -165,13 +178,6 @@ def load_source(
                     continue
             else:
                 name = raw
-        try:
-            turns = to_turns(rec, format, source=path, row=row, columns=columns, tags=tags)
-        except EmptyText as e:
-            if empty == "error":
-                raise
-            out.drop(f"empty '{e.field}'", row, ability=name)
-            continue
         found = None
         if options is not None:
             found = _options_field(rec, options, path, row)
@@ -186,6 +192,11 @@ def load_source(
                 f"(labels present: {', '.join(sorted(labels_seen)[:12])})"
             )
     return out
+
+
+def _label_of(rec: Any, ability_field: str | None) -> str | None:
+    raw = rec.get(ability_field) if ability_field and isinstance(rec, Mapping) else None
+    return raw if isinstance(raw, str) and raw.strip() else None
 
 
 def _options_field(rec: Any, column: str, path: str, row: int) -> tuple[str, ...] | None:

@@ -261,9 +261,12 @@ def test_inspect_cli_reports_and_errors(tmp_path, run_cli):
     proc = run_cli("data", "inspect", str(path), "--strict", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().endswith("row 10: field 'output': empty (expected a non-empty string)")
+    # every ability too small for the held-out size, each reported, not the first alone
     proc = run_cli("data", "inspect", str(path), "--heldout", "3", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "ability 'chat': 3 examples, not more than its held-out size 3" in proc.stderr
+    assert proc.stderr.strip().endswith("d.jsonl: 3 problems (listed above)")
+    for a in ("chat", "geo", "math"):
+        assert f"problem: ability '{a}': 3 examples, not more than its held-out size 3" in proc.stdout
 
 
 @pytest.mark.skipif(not T0.is_file(), reason=f"the shared T0 data is not at {T0}")
