@@ -390,8 +390,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from allocator.data import by_ability, detect_format, load_source, split_pools, summarize
-    from allocator.data.labels import check_labels
+    from allocator.data import inspect_source
     from allocator.errors import UserError
 
     if (args.file is None) == (args.config is None):
@@ -407,22 +406,13 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
                 columns[key] = value
         if args.context_field:
             columns["context"] = args.context_field
-    fmt = fmt or detect_format(args.file)
-    loaded = load_source(
-        args.file,
-        format=fmt,
-        columns=columns or None,
-        ability_field=args.ability_field or "category",
-        empty="error" if args.strict else "drop",
-    )
     if args.heldout < 1:
         raise UserError(f"--heldout {args.heldout}: expected at least 1")
-    groups = by_ability(loaded.records)
-    problems: dict[str, str] = {}
-    pools = split_pools(groups, seed=args.seed, heldout_size=args.heldout, problems=problems)
-    label_problem = check_labels(groups, {r.ability: f"{args.file}:row {r.row}" for r in reversed(loaded.records)})
-    summary = {"file": args.file, "format": fmt, **summarize(loaded, pools, groups)}
-    summary["problems"] = [*([label_problem] if label_problem else []), *problems.values()]
+    empty = "error" if args.strict else "drop"
+    summary = inspect_source(
+        args.file, fmt, columns or None, args.ability_field or "category", empty, args.heldout, args.seed
+    )
+    fmt = summary["format"]
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 2 if summary["problems"] else 0

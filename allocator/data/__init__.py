@@ -51,6 +51,7 @@ __all__ = [
     "by_ability",
     "content_hash",
     "detect_format",
+    "inspect_source",
     "load_source",
     "split_pools",
     "summarize",
@@ -256,3 +257,28 @@ def summarize(
         "dropped_abilities": {a: n for a, n in sorted(loaded.dropped_abilities.items()) if a not in abilities},
         "examples": len(loaded.records),
     }
+
+
+def inspect_source(
+    path: str,
+    fmt: str | None,
+    columns: Mapping[str, str] | None,
+    ability_field: str,
+    empty: Literal["error", "drop"],
+    heldout: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``allocator data inspect FILE``: one source's summary (``summarize``) with every
+    per-ability problem in ``problems`` (an ability too small to split, labels alike), where a
+    job would stop at the first. A file or row that cannot be read still raises ``DataError``."""
+    from allocator.data.labels import check_labels
+
+    fmt = fmt or detect_format(path)
+    loaded = load_source(path, format=fmt, columns=columns, ability_field=ability_field, empty=empty)
+    groups = by_ability(loaded.records)
+    problems: dict[str, str] = {}
+    pools = split_pools(groups, seed=seed, heldout_size=heldout, problems=problems)
+    label_problem = check_labels(groups, {r.ability: f"{path}:row {r.row}" for r in reversed(loaded.records)})
+    summary = {"file": path, "format": fmt, **summarize(loaded, pools, groups)}
+    summary["problems"] = [*([label_problem] if label_problem else []), *problems.values()]
+    return summary
