@@ -45,8 +45,11 @@ def _jsonl(rows: list[Any]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def _config(data: dict[str, Any] | None = None, path: str = "train.jsonl", **top: Any) -> str:
+def _config(
+    data: dict[str, Any] | None = None, path: str = "train.jsonl", source: dict[str, Any] | None = None, **top: Any
+) -> str:
     src = {"path": path, "format": "fields", "columns": {"prompt": "q", "response": "a"}, "ability_field": "kind"}
+    src.update(source or {})
     cfg = {
         "budget": 10,
         "trials": 1,
@@ -447,9 +450,7 @@ CASES: list[Case] = [
         ["ability_map", "'mathz'", "does not occur"],
         {
             "train.jsonl": _jsonl(_rows()),
-            "c.yaml": _config().replace(
-                "ability_field: kind", "ability_field: kind\n    ability_map:\n      mathz: math"
-            ),
+            "c.yaml": _config(source={"ability_map": {"mathz": "math"}}),
         },
     ),
     Case(
@@ -492,8 +493,8 @@ CASES: list[Case] = [
         ["data.metrics", "'story'", "is gone: every one of its 4 rows was dropped"],
         {
             "train.jsonl": _jsonl([*_rows(), *({"q": f"{i}", "a": "", "kind": "tale"} for i in range(4))]),
-            "c.yaml": _config({"metrics": {"story": "loss"}}).replace(
-                "ability_field: kind", "ability_field: kind\n    empty: drop\n    ability_map:\n      tale: story"
+            "c.yaml": _config(
+                {"metrics": {"story": "loss"}}, source={"empty": "drop", "ability_map": {"tale": "story"}}
             ),
         },
     ),

@@ -113,12 +113,11 @@ class TrialLog(tune.Callback):
         rec = self._open(trial)
         assert rec.mlflow_run_id is not None
         rec.attempts += 1
-        self.tracker.set_tag(
-            rec.mlflow_run_id, f"allocator.attempt_{rec.attempts}.error", trial_error_line(trial)[:5000]
-        )
+        error = trial_error_line(trial)  # read from the trial's error file once
+        self.tracker.set_tag(rec.mlflow_run_id, f"allocator.attempt_{rec.attempts}.error", error[:5000])
         self.tracker.set_tag(rec.mlflow_run_id, "allocator.attempts", str(rec.attempts + 1))
         rec.evaluations = 0  # the retry starts from scratch: its evaluations are counted anew
-        self.printer(f"  {rec.name} failed (attempt {rec.attempts}), retried: {trial_error_line(trial)}")
+        self.printer(f"  {rec.name} failed (attempt {rec.attempts}), retried: {error}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, Status.FAILED, trial_error_line(trial))

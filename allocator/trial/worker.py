@@ -16,7 +16,7 @@ import math
 import os
 import signal
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from allocator.curves import scoring
@@ -143,14 +143,14 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     mixture, seed = setup.mixture(params)
     if fault == "nan":
         setup = dataclasses.replace(setup, recipe=dataclasses.replace(setup.recipe, lr=1e30))
+    limit: AbstractContextManager[None] = nullcontext()
     if fault == "oom":
         import torch  # before the limit: it is for training, not for loading code or starting threads
 
         torch.randn(256, 256) @ torch.randn(256, 256)  # OpenMP's threads start now (their stacks count)
-        with _address_space_limit():
-            train_mixture(setup, mixture, seed, tune.report)
-        return
-    train_mixture(setup, mixture, seed, tune.report)
+        limit = _address_space_limit()
+    with limit:
+        train_mixture(setup, mixture, seed, tune.report)
 
 
 def score_base(job: dict[str, Any]) -> dict[str, dict[str, float]]:
