@@ -183,6 +183,29 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start Ray locally)")
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--output", metavar="PATH", help="write the result as JSON here")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_ID",
+        help="take up an interrupted job of the same config and flags: its MLflow parent run id "
+        "(default: the latest interrupted one in the store)",
+    )
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that started this job, without its --resume (printed to resume it)."""
+    import shlex
+
+    argv, kept, skip = list(args.argv), [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+        elif a == "--resume":
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith("-")
+        elif not a.startswith("--resume="):
+            kept.append(a)
+    return shlex.join(["allocator", *kept])
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -209,7 +232,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     from allocator.search.optimize import optimize
 
-    result = optimize(cfg)
+    result = optimize(cfg, resume=args.resume, command=_command(args))
     out = result.to_dict()
     _write_result(args.output, out)  # the search is done and kept, whatever the confirmation does
     if args.confirm is not None:
@@ -250,7 +273,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from allocator.recommendation import recommend
     from allocator.studies.study import study
 
-    result = study(cfg)
+    result = study(cfg, resume=args.resume, command=_command(args))
     _write_result(args.output, result.to_dict())
     if cfg.budget > sum(result.caps.values()):
         print(f"(no recommendation: the budget {cfg.budget:,} is more than the pools hold)")
@@ -355,7 +378,15 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         for line in recommendation_lines(rec, budget):
             print(line, flush=True)
     best = "top1" if "top1" in mixtures else None
-    result = confirm(cfg, mixtures, seeds=args.seeds, estimates=estimates, search_best=best)
+    result = confirm(
+        cfg,
+        mixtures,
+        seeds=args.seeds,
+        estimates=estimates,
+        search_best=best,
+        resume=args.resume,
+        command=_command(args),
+    )
     out = result.to_dict()
     if rec is not None:
         out["recommendation"] = rec.to_dict()
@@ -388,93 +419,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
-    import json
+    from allocator._inspect_cli import data_inspect
 
-    from allocator.data import inspect_source
-    from allocator.errors import UserError
-
-    if (args.file is None) == (args.config is None):
-        raise UserError("data inspect: give a data FILE or --config PATH (one of them)")
-    if args.config is not None:
-        return _inspect_config(args)
-    columns: dict[str, str] = {}
-    fmt = args.format
-    if args.prompt_field or args.response_field or args.context_field:
-        fmt = fmt or "fields"
-        for key, value in (("prompt", args.prompt_field), ("response", args.response_field)):
-            if value:
-                columns[key] = value
-        if args.context_field:
-            columns["context"] = args.context_field
-    if args.heldout < 1:
-        raise UserError(f"--heldout {args.heldout}: expected at least 1")
-    empty = "error" if args.strict else "drop"
-    summary = inspect_source(
-        args.file, fmt, columns or None, args.ability_field or "category", empty, args.heldout, args.seed
-    )
-    fmt = summary["format"]
-    if args.json:
-        print(json.dumps(summary, indent=2, ensure_ascii=False))
-        return 2 if summary["problems"] else 0
-    print(f"{args.file}: {summary['examples']:,} examples in {len(summary['abilities'])} abilities (format {fmt})")
-    head = f"  {'ability':28s} {'examples':>9s} {'heldout':>8s} {'dups':>5s} {'train':>7s}"
-    print(head + f" {'chars p10':>9s} {'p50':>6s} {'p90':>6s} {'max':>7s}")
-    for name, a in summary["abilities"].items():
-        c = a["chars"]
-        print(
-            f"  {name:28s} {a['examples']:9,d} {a['heldout']:8,d} {a['duplicates_removed']:5,d} {a['train']:7,d}"
-            f" {c['p10']:9d} {c['p50']:6d} {c['p90']:6d} {c['p100']:7d}"
-        )
-    for reason, n in summary["dropped"].items():
-        rows = ", ".join(map(str, summary["dropped_rows"][reason]))
-        print(f"  dropped {n:,}: {reason} (rows {rows}{', ...' if n > 5 else ''})")
-    for a, n in summary["dropped_abilities"].items():
-        print(f"  ability '{a}': every one of its {n:,} rows was dropped")
-    for problem in summary["problems"]:
-        print(f"  problem: {problem}")
-    if summary["problems"]:
-        n = len(summary["problems"])
-        raise UserError(f"{args.file}: {n} problem{'s' if n > 1 else ''} (listed above)")
-    return 0
-
-
-def _inspect_config(args: argparse.Namespace) -> int:
-    import json
-
-    from allocator.config import load_config
-    from allocator.data.pools import prepare_pools
-
-    cfg = load_config(args.config)
-    pools, _, _ = prepare_pools(cfg)
-    summary = {"config": args.config, **pools.summary}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    n = sum(a["examples"] for a in summary["abilities"].values())
-    print(
-        f"{args.config}: {n:,} examples in {len(summary['abilities'])} abilities from {', '.join(summary['sources'])}"
-    )
-    print(f"  tokenizer {summary['tokenizer']}, max_length {summary['max_length']}, truncation {summary['truncation']}")
-    w = max(10, *(len(a) for a in summary["abilities"]))
-    print(
-        f"  {'ability':{w}s} {'metric':11s} {'examples':>9s} {'heldout':>8s} {'dups':>5s} {'cut':>5s} {'train':>7s}"
-        f" {'tokens p10':>10s} {'p50':>6s} {'p90':>6s} {'max':>7s}"
-    )
-    for name, a in summary["abilities"].items():
-        t = a["tokens"]
-        print(
-            f"  {name:{w}s} {a['metric']:11s} {a['examples']:9,d} {a['heldout']:8,d} {a['duplicates_removed']:5,d}"
-            f" {a['truncated_away']:5,d} {a['train']:7,d} {t['p10']:10d} {t['p50']:6d} {t['p90']:6d} {t['p100']:7d}"
-        )
-    for reason, n in summary["dropped"].items():
-        rows = ", ".join(summary["dropped_rows"].get(reason, []))
-        print(f"  dropped {n:,}: {reason}" + (f" ({rows}{', ...' if n > 5 else ''})" if rows else ""))
-    print("  (dups: training rows equal to held-out ones, removed; cut: truncated to no response token, removed)")
-    return 0
+    return data_inspect(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     from allocator.errors import UserError
 
     try:

@@ -5,9 +5,14 @@ table of docs/RELIABILITY.md from the same cases, with the messages they give.""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import gzip
 import json
+import pickle
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +86,65 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# the case's folder ({dir}: MLflow caches a store by its URI, and a relative one would stay
+# bound to the first folder it was opened in)
+_STORE = "sqlite:///{dir}/mlflow.db"
+
+
+@functools.cache
+def _resume_template() -> Path:
+    """A store with three jobs --resume must refuse (built once, copied into each case's
+    folder): one finished, one that ran another config, and one whose sampler's state is not
+    the file it wrote (a pickle that would write a file if it were ever unpickled)."""
+    from mlflow import MlflowClient
+
+    from allocator.config import resolve_config
+    from allocator.trial import resume as rs
+
+    folder = Path(tempfile.mkdtemp(prefix="allocator-resume-cases-"))
+    atexit.register(shutil.rmtree, folder, True)
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.create_experiment("allocator", artifact_location=str(folder / "mlartifacts"))
+    digest = rs.config_digest({**resolve_config(SMOKE, {}).to_dict(), "job": {}})  # the smoke config's
+    state = folder / "job" / "allocator-state"
+    state.mkdir(parents=True)
+    (state / "state-1.pkl").write_bytes(pickle.dumps(_Pwn()))
+    tags = {"allocator.kind": "optimize", rs.STORAGE_TAG: str(folder / "job"), rs.DRIVER_TAG: "gone 1"}
+    for name, status, more in (
+        ("finished", "FINISHED", {rs.CONFIG_TAG: digest}),
+        ("other", "KILLED", {rs.CONFIG_TAG: "0" * 16}),
+        ("tampered", "KILLED", {rs.CONFIG_TAG: digest, rs.STATE_TAG: "state-1.pkl sha256:" + "0" * 64}),
+    ):
+        run = client.create_run(exp, tags={**tags, **more}, run_name=f"optimize-{name}")
+        client.set_terminated(run.info.run_id, status)
+        (folder / f"{name}.id").write_text(run.info.run_id)
+    return folder
+
+
+class _Pwn:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (Path("pwned"), "unpickled"))
+
+
+def _store(job: str | None, *, deleted: str | None = None) -> Callable[[Path], Any]:
+    def setup(folder: Path) -> None:
+        template = _resume_template()
+        for part in template.glob("mlflow.db*"):  # (SQLite's write-ahead log too)
+            shutil.copy(part, folder / part.name)
+        if job is not None:
+            (folder / "run_id").write_text((template / f"{job}.id").read_text())
+        if deleted is not None:
+            from mlflow import MlflowClient
+
+            MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").delete_run((template / f"{deleted}.id").read_text())
+
+    return setup
+
+
+def _resume(*extra: str) -> list[str]:
+    return ["optimize", "--config", str(SMOKE), "--tracking-uri", _STORE, "--resume", *extra]
 
 
 _smoke = str(SMOKE)
@@ -506,6 +570,54 @@ CASES: list[Case] = [
         ["data.metrics", "'story'", "does not occur"],
         _data(_jsonl(_rows()), data={"metrics": {"story": "loss"}}),
     ),
+    # -- resume --------------------------------------------------------------------------
+    Case(
+        "resume-no-store",
+        "CLI",
+        "--resume with a tracking store that does not exist",
+        _resume(),
+        ["--resume", "no store at", "mlflow.db: nothing to resume"],
+    ),
+    Case(
+        "resume-unknown-run",
+        "CLI",
+        "--resume RUN_ID that the store does not have",
+        _resume("0123456789abcdef"),
+        ["--resume 0123456789abcdef", "no such run in sqlite:///", "/mlflow.db"],
+        setup=_store(None),
+    ),
+    Case(
+        "resume-finished",
+        "CLI",
+        "--resume RUN_ID of a job that finished",
+        _resume("{run_id}"),
+        ["--resume", "the job finished; there is nothing to resume"],
+        setup=_store("finished"),
+    ),
+    Case(
+        "resume-latest-none",
+        "CLI",
+        "--resume (the latest) where the jobs of this config finished or were deleted",
+        _resume(),
+        ["--resume", "no interrupted optimize job with this config", "give a RUN_ID"],
+        setup=_store(None, deleted="tampered"),
+    ),
+    Case(
+        "resume-other-config",
+        "CLI",
+        "--resume RUN_ID of a job that ran another config",
+        _resume("{run_id}"),
+        ["--resume", "the job ran another config", "same config and flags"],
+        setup=_store("other"),
+    ),
+    Case(
+        "resume-tampered-state",
+        "CLI",
+        "--resume RUN_ID whose sampler's state file is not the one its job wrote (a pickle that would run code)",
+        _resume("{run_id}"),
+        ["--resume", "state-1.pkl is not the file the job wrote", "SHA-256 differs", "not loaded"],
+        setup=_store("tampered"),
+    ),
 ]
 
 
@@ -519,7 +631,11 @@ def run_case(case: Case, folder: Path, main: Callable[[list[str]], int]) -> tupl
         (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)  # type: ignore[operator]
     live = case.setup(folder) if case.setup is not None else None
     before = {str(p.relative_to(folder)) for p in folder.rglob("*")}
-    args = [a.format(port=(folder / "port").read_text()) if "{port}" in a else a for a in case.args]
+    live_values = {k: (folder / k).read_text() for k in ("port", "run_id") if (folder / k).is_file()}
+    live_values["dir"] = str(folder)
+    args = list(case.args)
+    for k, v in live_values.items():
+        args = [a.replace("{" + k + "}", v) for a in args]
     try:
         try:
             code = main(args)

@@ -167,6 +167,23 @@ class Tracker:
         self.log_params(run_id, params)
         return run_id
 
+    def reopen_parent(self, run_id: str, tags: dict[str, str]) -> None:
+        """Take up an interrupted job's parent run again (allocator.trial.resume): RUNNING."""
+        self.parent_run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)
+
+    def reopen_child(self, run_id: str, trial_id: str, attempts: int) -> None:
+        """A trial that was running when its driver stopped restarts in its own run, RUNNING
+        again: its ``attempts``-th attempt is the one the driver's end cut off."""
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, TRIAL_ID_TAG, trial_id)
+        self.client.set_tag(run_id, f"allocator.attempt_{attempts}.error", "its driver stopped; restarted by --resume")
+        self.client.set_tag(run_id, "allocator.attempts", str(attempts + 1))
+        self.child_runs[trial_id] = run_id
+        self.open_children.add(run_id)
+
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 

@@ -60,7 +60,8 @@ class ScoredOptunaSearch(OptunaSearch):
     """Ray's OptunaSearch that also stores a finished trial's per-ability scores on its
     Optuna trial (user attribute ``scores_attr``) before telling Optuna the objective.
     ``warm_trials`` (``{"point", "objective", "examples", "user_attrs"}``) become completed
-    trials of its Optuna study, not Tune trials."""
+    trials of its Optuna study, not Tune trials; so do ``resumed_trials`` (``trial_state``'s
+    dicts), after them, in their old order."""
 
     def __init__(
         self,
@@ -69,10 +70,11 @@ class ScoredOptunaSearch(OptunaSearch):
         *,
         scores_attr: str,
         warm_trials: Sequence[Mapping[str, Any]] = (),
+        resumed_trials: Sequence[Mapping[str, Any]] = (),
         **kwargs: Any,
     ) -> None:
         self._abilities, self._reports, self._scores_attr = abilities, reports, scores_attr
-        self._warm_trials = list(warm_trials)
+        self._warm_trials, self._resumed_trials = list(warm_trials), list(resumed_trials)
         super().__init__(**kwargs)
 
     @property
@@ -94,6 +96,34 @@ class ScoredOptunaSearch(OptunaSearch):
                     user_attrs=dict(t["user_attrs"]),
                 )
             )
+        for t in self._resumed_trials:
+            self._ot_study.add_trial(
+                optuna.trial.create_trial(
+                    state=optuna.trial.TrialState[t["state"]],
+                    values=t["values"],
+                    params=dict(t["params"]),
+                    distributions=self._space,
+                    user_attrs=dict(t["user_attrs"]),
+                    system_attrs=dict(t["system_attrs"]),
+                    intermediate_values={int(k): v for k, v in t["intermediate_values"].items()},
+                )
+            )
+
+    def trial_state(self, trial_id: str) -> dict[str, Any] | None:
+        """A Tune trial's Optuna trial as JSON (what a resumed study adds back), or None."""
+        ot_trial = self.optuna_trial(trial_id)
+        if ot_trial is None:
+            return None
+        t = self._ot_study.get_trials(deepcopy=False)[ot_trial.number]
+        return {
+            "number": t.number,
+            "state": t.state.name,
+            "values": t.values,
+            "params": t.params,
+            "user_attrs": t.user_attrs,
+            "system_attrs": t.system_attrs,
+            "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
+        }
 
     def optuna_trial(self, trial_id: str) -> optuna.trial.Trial | None:
         """The Optuna trial behind a Tune trial (None before it was suggested)."""

@@ -11,6 +11,7 @@ which a scheduler may stop at the proxy's intermediate evaluations.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from allocator.mixture import BudgetPlan, point_from_counts, uniform_point
 from allocator.report.results import OptimizeResult
 from allocator.trial.prepare import Prepared
 from allocator.trial.record import Status, TrialRecord
+from allocator.trial.resume import Resumed, point_key
 from allocator.trial.runner import Job, JobRun, TrialPlan, run_job
 from allocator.trial.setup import mixture_of, point_of
 
@@ -84,18 +86,27 @@ class OptimizeJob(Job):
         from allocator.search.sampler import ALLOCATION_ATTR, SCORES_ATTR
         from allocator.search.samplers import make_sampler
 
-        cfg, search, warm = self.cfg, self.cfg.search, self.warm
+        cfg, search, warm, resumed = self.cfg, self.cfg.search, self.warm, self.resumed
         abilities = prep.pools.abilities
         sampler = make_sampler(search, cfg.seed, plan, prep.weights, warm)
+        if resumed is not None and resumed.state is not None:  # its random state goes on
+            sampler = resumed.state
+            getattr(sampler, "proposals", {}).clear()  # keyed by the old study's trial numbers
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         first = {BASELINE: uniform_point(abilities)}
         for label, counts in (warm.enqueue if warm is not None else {}).items():
             first[f"warm-{label}"] = point_from_counts(counts, plan.minimum)
         space: dict[str, Any] = {param_name(a): tune.uniform(0.0, 1.0) for a in abilities}
-        starts = [{param_name(a): u for a, u in p.items()} for p in first.values()]
+        starts = {k: {param_name(a): u for a, u in p.items()} for k, p in first.items()}
         if search.multi_objective:  # (objective, examples): a mixture may use less than the budget
             space["budget_fraction"] = tune.uniform(search.min_budget_fraction, 1.0)
-            starts = [{**p, "budget_fraction": 1.0} for p in starts]
+            starts = {k: {**p, "budget_fraction": 1.0} for k, p in starts.items()}
+        rerun: list[dict[str, Any]] = []
+        if resumed is not None:  # what ran is not run again; what was running restarts first
+            kept = {k for k, p in starts.items() if point_key(p) in resumed.points}
+            first = {k: p for k, p in first.items() if k not in kept}
+            starts = {k: p for k, p in starts.items() if k not in kept}
+            rerun = [json.loads(key) for key in resumed.running]
         warm_trials = []
         for t in warm.trials if warm is not None else ():
             point = {param_name(a): u for a, u in point_from_counts(t["mixture"], plan.minimum).items()}
@@ -109,10 +120,11 @@ class OptimizeJob(Job):
             cfg.proxy.reports,
             scores_attr=SCORES_ATTR,
             warm_trials=warm_trials,
+            resumed_trials=resumed.optuna if resumed is not None else (),
             metric=["objective", "examples"] if search.multi_objective else "objective",
             mode=["max", "min"] if search.multi_objective else "max",
             sampler=sampler,
-            points_to_evaluate=starts,
+            points_to_evaluate=[*rerun, *starts.values()],
         )
         scheduler = None
         if search.scheduler == "asha":
@@ -127,12 +139,13 @@ class OptimizeJob(Job):
                 reduction_factor=search.reduction_factor,
             )
         self.searcher = searcher  # finish() reads its Optuna study's states
-        opener = SearchOpener(abilities, plan, search.sampler, first, searcher)
+        opener = SearchOpener(abilities, plan, search.sampler, first, searcher, resumed)
         unit = cfg.budget_unit
+        kept = len(resumed.ended) if resumed is not None else 0
         return TrialPlan(
             setup=prep.trial_setup(plan=plan),
             param_space=space,
-            num_samples=cfg.trials + 1,
+            num_samples=cfg.trials + 1 - kept,
             trials=cfg.trials + 1,
             opener=opener,
             line=lambda rec, ended: _line(rec, cfg.trials),
@@ -141,6 +154,8 @@ class OptimizeJob(Job):
             ),
             search_alg=searcher,
             scheduler=scheduler,
+            trial_state=searcher.trial_state,
+            state=lambda: searcher.sampler,
         )
 
     def finish(self, run: JobRun) -> OptimizeResult:
@@ -216,7 +231,8 @@ class OptimizeJob(Job):
 class SearchOpener:
     """A search's Tune trial -> its record: the baseline and the warm start's mixtures (the
     points enqueued first, each recognized once), or a sampler's proposal, with the growth
-    model's prediction when it made one; and its own MLflow params (its point, its origin)."""
+    model's prediction when it made one; and its own MLflow params (its point, its origin).
+    A resumed job's trial that restarts keeps its name and origin."""
 
     def __init__(
         self,
@@ -225,11 +241,13 @@ class SearchOpener:
         sampler: str,
         first: dict[str, dict[str, float]],
         searcher: Any,
+        resumed: Resumed | None = None,
     ) -> None:
         self.abilities, self.plan, self.sampler = abilities, plan, sampler
         self.first = dict(first)
         self.searcher = searcher
-        self.searched = 0
+        self.running = dict(resumed.running) if resumed is not None else {}
+        self.searched = sum(r.kind == "search" for r in resumed.records) if resumed is not None else 0
 
     def proposal(self, trial_id: str) -> Any:
         """What the growth-curve sampler proposed for a trial (None for other samplers)."""
@@ -240,6 +258,10 @@ class SearchOpener:
     def __call__(self, trial: Any) -> tuple[TrialRecord, dict[str, Any]]:
         point = point_of(trial.config, self.abilities)
         mixture = mixture_of(trial.config, self.plan)
+        old = self.running.pop(point_key(trial.config), None)
+        if old is not None:  # it restarts: the same trial (allocator.trial.callback reopens its run)
+            rec = TrialRecord(trial.trial_id, old.name, old.kind, mixture, origin=old.origin)
+            return rec, {}
         # the enqueued points (baseline, warm start) come back as they went in, each once
         label = next((k for k, p in self.first.items() if p == point), None)
         if label is not None:
@@ -293,14 +315,18 @@ def optimize(
     config: OptimizeConfig | dict | str | Path | None = None,
     *,
     printer: Callable[[str], None] | None = None,
+    resume: str | None = None,
+    command: str | None = None,
     **overrides: Any,
 ) -> OptimizeResult:
     """Search per-ability example counts under ``config.budget`` (module and README docs).
 
     ``config`` is an ``OptimizeConfig``, a dict of config keys, a YAML path, or
     ``None`` for the embedded default; keyword overrides replace top-level keys
-    (``optimize(trials=4, budget=2000)``). Raises ``UserError`` for bad input.
+    (``optimize(trials=4, budget=2000)``). ``resume`` takes up an interrupted search of the
+    same config: its parent run id, or ``"latest"`` (allocator.trial.resume); ``command`` is
+    the command line printed to resume this one. Raises ``UserError`` for bad input.
     """
     out = printer or (lambda s: print(s, flush=True))
     cfg = resolve_config(config, overrides)
-    return run_job(cfg, OptimizeJob(cfg, out), out)
+    return run_job(cfg, OptimizeJob(cfg, out), out, resume=resume, command=command)

@@ -41,6 +41,8 @@ from allocator.trial.runner import JobRun, TrialPlan, run_job
 
 __all__ = ["ConfirmJob", "check_seeds", "confirm", "target_digest"]
 
+STRATEGIES_TAG = "allocator.strategies"  # the folder of a confirmation's target weights
+
 BASELINES = ("uniform", "proportional")
 
 
@@ -84,6 +86,13 @@ class ConfirmJob(GridJob):
         self.target_prep: Prepared | None = None
         self.champion: Any = None
         self.checkpoints: dict[int, str] = {}
+        self.folder: Path | None = None  # where the target runs' weights go
+
+    def identity(self) -> dict[str, Any]:
+        return {"mixtures": self.given, "seeds": self.seeds, "first_seed": self.first_seed}
+
+    def parent_tags(self) -> dict[str, str]:
+        return {STRATEGIES_TAG: str(self.folder)} if self.folder is not None else {}
 
     # -- the mixtures: baselines, the caller's, the champion (deduplicated) --------------------
 
@@ -190,6 +199,9 @@ class ConfirmJob(GridJob):
         tsetup = tprep.trial_setup(runs=runs)
         folder = Path(cfg.storage_path).resolve() / "strategies" / f"confirm-{time.strftime('%Y%m%d-%H%M%S')}"
         folder = folder.with_name(f"{folder.name}-{secrets.token_hex(3)}")
+        if self.resumed is not None and STRATEGIES_TAG in self.resumed.tags:  # its kept runs' weights are there
+            folder = Path(self.resumed.tags[STRATEGIES_TAG])
+        self.folder = folder
         # the first seed's target weights are the strategy's model
         self.checkpoints = {
             i: str(folder / s.group)
@@ -442,16 +454,18 @@ def confirm(
     estimates: Mapping[str, Mapping[str, Any]] | None = None,
     search_best: str | None = None,
     printer: Callable[[str], None] | None = None,
+    resume: str | None = None,
+    command: str | None = None,
     **overrides: Any,
 ) -> ConfirmResult:
     """Train each named mixture, the uniform and proportional baselines and the registry's
     champion afresh with ``seeds`` training seeds, on the proxy and (with a ``target:``
     section) on the target (module doc); ``config`` is as for ``allocator.optimize``.
     ``estimates`` (name -> ``{"objective", "trial"}``) are a search's own measurements of the
-    mixtures, ``search_best`` the name of its best (the winner's curse). Raises ``UserError``
-    for bad input."""
+    mixtures, ``search_best`` the name of its best (the winner's curse); ``resume`` and
+    ``command`` are as for ``allocator.optimize``. Raises ``UserError`` for bad input."""
     out = printer or (lambda s: print(s, flush=True))
     cfg = resolve_config(config, overrides)
     check_seeds(seeds, cfg)
     job = ConfirmJob(cfg, mixtures, seeds, cfg.seed + seed_offset, out, estimates=estimates, search_best=search_best)
-    return run_job(cfg, job, out)
+    return run_job(cfg, job, out, resume=resume, command=command)

@@ -13,6 +13,7 @@ from allocator.data.pools import Pools
 from allocator.errors import UserError
 from allocator.trial.prepare import Prepared
 from allocator.trial.record import Status, TrialRecord
+from allocator.trial.resume import point_key
 from allocator.trial.runner import Job, TrialPlan
 from allocator.trial.setup import GridRun
 
@@ -114,9 +115,20 @@ class GridJob(Job):
             what = "own score" if rec.ability else "objective"
             return f"  {ended:03d}/{len(specs):03d}  {rec.name:28s} {what} {shown}  {rec.seconds:6.1f}s  {rec.status}"
 
+        left = list(range(len(specs)))
+        if self.resumed is not None:  # a resumed job's ended runs are kept, never run again
+            for i, s in enumerate(specs):
+                kept = self.resumed.points.get(point_key({"run": i}))
+                if kept is not None and (kept.name != s.name or (kept.mixture and kept.mixture != s.mixture)):
+                    raise UserError(
+                        f"--resume {self.resumed.parent}: its run {i} was {kept.name}, now {s.name} "
+                        "(the grid changed, e.g. the registry's champion): it cannot be resumed"
+                    )
+            done = {key for key, rec in self.resumed.points.items() if rec.status.ended}
+            left = [i for i in left if point_key({"run": i}) not in done]
         return TrialPlan(
             setup=prep.trial_setup(runs=runs),
-            param_space={"run": tune.grid_search(list(range(len(specs))))},
+            param_space={"run": tune.grid_search(left)},
             num_samples=1,
             trials=len(specs),
             opener=opener,

@@ -86,12 +86,15 @@ def study(
     config: OptimizeConfig | dict | str | Path | None = None,
     *,
     printer: Callable[[str], None] | None = None,
+    resume: str | None = None,
+    command: str | None = None,
     **overrides: Any,
 ) -> StudyResult:
     """Measure every ability's growth over the ``study:`` grid (module doc).
 
-    ``config`` is as for ``allocator.optimize``. Raises ``UserError`` for bad input.
+    ``config``, ``resume`` and ``command`` are as for ``allocator.optimize``. Raises
+    ``UserError`` for bad input.
     """
     out = printer or (lambda s: print(s, flush=True))
     cfg = resolve_config(config, overrides)
-    return run_job(cfg, StudyJob(cfg, out), out)
+    return run_job(cfg, StudyJob(cfg, out), out, resume=resume, command=command)

@@ -7,7 +7,8 @@ it). Tune's own copy under ``storage_path`` is synced later and may lag behind a
 Which trial is which (its name, kind, mixture, the job's own MLflow params) and the line
 printed when it ends are the job's: ``TrialLog`` takes them as two functions. Every child run
 holds its counts (``mixture.<ability>``) and the content hash of its training examples
-(``data_hash``).
+(``data_hash``), and what a resumed job needs (allocator.trial.resume): its Tune config
+(``point.json``) from its start, its record (``record.json``) from before it ends.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ray import tune
 from allocator.data.labels import ability_key
 from allocator.report.tracking import Tracker
 from allocator.trial.record import Status, TrialRecord
+from allocator.trial.resume import Resumed, point_key, record_json
 
 __all__ = ["Opener", "TrialLog", "trial_error_line"]
 
@@ -55,13 +57,21 @@ class TrialLog(tune.Callback):
         line: Callable[[TrialRecord, int], str],
         printer: Callable[[str], None],
         reports: Callable[[TrialRecord], int],
+        *,
+        resumed: Resumed | None = None,
+        trial_state: Callable[[str], dict[str, Any] | None] = lambda trial_id: None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.tracker, self.abilities, self.opener, self.line = tracker, abilities, opener, line
         self.data_hash = data_hash
         self.printer, self.reports = printer, reports
-        self.records: dict[str, TrialRecord] = {}  # by Tune trial id, in the order trials started
+        # a search's Optuna trial; called after each trial starts or ends (the sampler's state is saved)
+        self.trial_state, self.on_change = trial_state, on_change
+        # by Tune trial id, in the order trials started (a resumed job's first: its kept trials)
+        self.records: dict[str, TrialRecord] = {r.trial_id: r for r in resumed.records} if resumed else {}
+        self.rerun = dict(resumed.running) if resumed else {}  # point key -> a trial to restart in its run
         self.started: dict[str, float] = {}
-        self.ended = 0
+        self.ended = len(resumed.ended) if resumed else 0
 
     def _open(self, trial: Any) -> TrialRecord:
         if trial.trial_id in self.records:
@@ -69,10 +79,22 @@ class TrialLog(tune.Callback):
         rec, own = self.opener(trial)
         # the opener may know better (a target's own tokenizer may keep other examples)
         rec.status, rec.data_hash = Status.RUNNING, rec.data_hash or self.data_hash(rec.mixture)
-        params = {**{f"mixture.{ability_key(a)}": n for a, n in rec.mixture.items()}, **own, "data_hash": rec.data_hash}
-        rec.mlflow_run_id = self.tracker.start_child(trial.trial_id, rec.name, rec.kind, params)
+        old = self.rerun.pop(point_key(trial.config), None)
+        if old is not None:  # it was running when the driver stopped: its run goes on, one attempt more
+            assert old.mlflow_run_id is not None
+            rec.mlflow_run_id, rec.attempts = old.mlflow_run_id, old.attempts + 1
+            self.tracker.reopen_child(rec.mlflow_run_id, trial.trial_id, rec.attempts)
+            # in its place among the trials, under its new Tune id
+            self.records = {(trial.trial_id if k == old.trial_id else k): v for k, v in self.records.items()}
+        else:
+            mix = {f"mixture.{ability_key(a)}": n for a, n in rec.mixture.items()}
+            rec.mlflow_run_id = self.tracker.start_child(
+                trial.trial_id, rec.name, rec.kind, {**mix, **own, "data_hash": rec.data_hash}
+            )
+            self.tracker.log_json(rec.mlflow_run_id, trial.config, "point.json")
         self.records[trial.trial_id] = rec
         self.started[trial.trial_id] = time.perf_counter()
+        self.on_change()  # (its point was drawn: a resumed sampler must not draw it again)
         return rec
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -94,9 +116,12 @@ class TrialLog(tune.Callback):
             self.tracker.set_tag(rec.mlflow_run_id, "allocator.error", error[:5000])
         if status is Status.EARLY_STOPPED:
             self.tracker.set_tag(rec.mlflow_run_id, "allocator.early_stopped", "true")
+        # before it ends: an ended run always has it (a resumed job keeps the trial as it was)
+        self.tracker.log_json(rec.mlflow_run_id, record_json(rec, self.trial_state(trial.trial_id)), "record.json")
         self.tracker.end(rec.mlflow_run_id, status.mlflow)
         self.ended += 1
         self.printer(self.line(rec, self.ended))
+        self.on_change()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self._open(trial)

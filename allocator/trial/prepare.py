@@ -106,12 +106,18 @@ class Prepared:
         out("untrained base: " + ", ".join(f"{a} {_raw(s, metrics[a])}" for a, s in scores.items()))
 
 
-def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Pools], None]) -> Prepared:
+def prepare(
+    cfg: OptimizeConfig,
+    out: Callable[[str], None],
+    check: Callable[[Pools], None],
+    check_store: Callable[[str], None] = lambda uri: None,
+) -> Prepared:
     """Check and pin a pretrained model, read, split and tokenize the pool, check the weights,
-    ``check(pools)`` (the job's checks of user input, e.g. the budget) and the tracking URI,
-    then build or load the built-in base and score it once: every user error surfaces before
-    anything is written (the model cache is a cache, not a result). A pretrained base is
-    scored by the runner on a Ray worker, where a model too large for the driver fits."""
+    ``check(pools)`` (the job's checks of user input, e.g. the budget), the tracking URI and
+    ``check_store(uri)`` (what a resumed job reads from the store), then build or load the
+    built-in base and score it once: every user error surfaces before anything is written
+    (the model cache is a cache, not a result). A pretrained base is scored
+    by the runner on a Ray worker, where a model too large for the driver fits."""
     from allocator.report.tracking import check_names, check_uri, default_tracking_uri
     from trainers.pretrain import build_or_load_base
 
@@ -135,6 +141,7 @@ def prepare(cfg: OptimizeConfig, out: Callable[[str], None], check: Callable[[Po
     uri = cfg.tracking.uri or default_tracking_uri()
     check_uri(uri)
     check_names(cfg.to_dict(), pools.abilities)
+    check_store(uri)
     if cfg.proxy.kind == "qlora" and cfg.resources.gpus_per_trial == 0:
         _check_cpu_qlora()
     if pretrained is not None:

@@ -8,11 +8,14 @@ record and a printed line), and what it makes of the records (``finish``, while 
 run is still open). The runner does the rest, once: every user error before anything is
 written; Ray started locally or joined; one MLflow child run per trial from the one Tune
 callback (allocator.trial.callback); an interrupted or failed job's parent ends KILLED or
-FAILED, never FINISHED; a Ray this runner started is shut down.
+FAILED, never FINISHED, and says how to resume it; a Ray this runner started is shut down.
+A resumed job (``resume``, allocator.trial.resume) takes up its parent run and its ended
+trials, and the job plans only what is left (``Job.resumed``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -26,7 +29,8 @@ from allocator.data.pools import Pools
 from allocator.errors import UserError
 from allocator.trial.callback import Opener
 from allocator.trial.prepare import Prepared, prepare
-from allocator.trial.record import TrialRecord
+from allocator.trial.record import Status, TrialRecord
+from allocator.trial.resume import Resumed
 from allocator.trial.setup import TrialSetup
 from ray_cluster import HUB_ENV
 
@@ -67,6 +71,10 @@ class TrialPlan:
     trainable: Any = None
     resources: Callable[[dict[str, Any]], Any] | None = None
     reports: Callable[[TrialRecord], int] | None = None
+    # a search's state for a resume: its Optuna trial by Tune trial id (kept on the trial's run),
+    # and its sampler (pickled after each ended trial)
+    trial_state: Callable[[str], dict[str, Any] | None] = lambda trial_id: None
+    state: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -105,6 +113,16 @@ class Job(ABC):
     """A kind of job on the runner (module doc)."""
 
     kind: str  # "optimize", "study" or "confirm": the parent run's name and kind tag
+    resumed: Resumed | None = None  # set by the runner before ``trials``: what is left is the job's to plan
+
+    def identity(self) -> dict[str, Any]:
+        """What the job is beyond its config (a confirmation's mixtures and seeds): a resumed job
+        has the same."""
+        return {}
+
+    def parent_tags(self) -> dict[str, str]:
+        """The job's own tags on its parent run (what a resumed job reads back: ``resumed.tags``)."""
+        return {}
 
     def check(self, pools: Pools) -> None:  # noqa: B027 (most jobs have nothing to check here)
         """User errors in the job's input that the pool can tell, before the base is built."""
@@ -135,22 +153,52 @@ def _project_modules() -> list[Any]:
     return [allocator, trainers, ray_cluster]
 
 
-def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
-    """Run ``job`` under ``cfg`` (module doc); ``out`` prints a line."""
+class _NoTuneRestoreHint(logging.Filter):
+    """Tune's own "Resume experiment with: Tuner.restore(...)" is not for an allocator user:
+    the runner prints the command that resumes the job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+def run_job(
+    cfg: OptimizeConfig,
+    job: Job,
+    out: Callable[[str], None],
+    *,
+    resume: str | None = None,
+    command: str | None = None,
+) -> Any:
+    """Run ``job`` under ``cfg`` (module doc); ``out`` prints a line. ``resume`` is an
+    interrupted job's parent run id, or ``allocator.trial.resume.LATEST``; ``command`` is how
+    the user started the job (printed with ``--resume RUN_ID`` when it is interrupted)."""
     from ray import tune
 
     from allocator.report.tracking import ended_status, open_tracker
+    from allocator.trial import resume as rs
     from allocator.trial.callback import TrialLog
     from allocator.trial.worker import run_trial
     from ray_cluster import ClusterError, check_address, connect, disconnect, max_concurrent_trials, trial_resources
 
     t_start = time.perf_counter()
+    digest = rs.config_digest({**cfg.to_dict(), "job": job.identity()})
     if cfg.ray.address:  # an address that cannot be joined fails in seconds, before the base is built
         try:
             check_address(cfg.ray.address)
         except ClusterError as e:
             raise UserError(str(e)) from None
-    prep = prepare(cfg, out, job.check)
+
+    def find(uri: str) -> None:  # once the store is known to answer, before the base is built
+        if resume is not None:
+            client = rs.open_store(uri)
+            run = rs.find_job(client, cfg.tracking.experiment, job.kind, digest, resume, uri)
+            job.resumed = rs.load_resumed(client, run)
+
+    prep = prepare(cfg, out, job.check, find)
+    resumed = job.resumed
+    if resumed is not None:
+        _check_same_base(resumed, prep)
+        out(f"resuming {job.kind} {resumed.parent}: {len(resumed.ended)} trials kept, {len(resumed.running)} restart")
     more = job.prepare_more(prep, out)
     scored = all(p.base_scores is not None for p in (prep, *more))
     plan = job.trials(prep) if scored else None
@@ -161,6 +209,7 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
     except ClusterError as e:
         raise UserError(str(e)) from None
     tracker = None
+    parent = None
     try:
         import ray
 
@@ -178,11 +227,40 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
                     p.set_base_scores(_score_base_on_worker(p), out)
             plan = job.trials(prep)
         tracker = open_tracker(prep.uri, cfg.tracking.experiment)
-        parent, run_name = _open_parent(tracker, prep, job.kind)
+        if resumed is None:
+            parent, run_name = _open_parent(tracker, prep, job.kind, {rs.CONFIG_TAG: digest, **job.parent_tags()})
+            storage = Path(cfg.storage_path).resolve() / f"{run_name}-{parent[:8]}"
+            tracker.set_tag(parent, rs.STORAGE_TAG, str(storage))
+            name = storage.name
+        else:
+            parent, run_name, storage = resumed.parent, resumed.run_name, resumed.storage
+            n = resumed.resumes + 1
+            tracker.reopen_parent(parent, {rs.DRIVER_TAG: rs.driver_tag(), rs.RESUMES_TAG: str(n)})
+            name = f"{storage.name}-resume{n}"
+        resume_with = f"{command or f'allocator {job.kind} ...'} --resume {parent}"
         out(plan.announce(conc))
+        out(f"  parent run {parent}; if this stops, resume it with: {resume_with}")
         pools = prep.pools
         reports = plan.reports or (lambda rec: cfg.proxy.reports)
-        log = TrialLog(tracker, pools.abilities, pools.data_hash, plan.opener, plan.line, out, reports)
+        state = plan.state
+        tracker_ = tracker
+
+        def changed() -> None:  # the search's sampler after each trial's start and end, named on the parent
+            if state is not None:
+                rs.save_state(storage, state(), lambda tag: tracker_.set_tag(parent, rs.STATE_TAG, tag))
+
+        log = TrialLog(
+            tracker,
+            pools.abilities,
+            pools.data_hash,
+            plan.opener,
+            plan.line,
+            out,
+            reports,
+            resumed=resumed,
+            trial_state=plan.trial_state,
+            on_change=changed,
+        )
         trainable = tune.with_resources(
             plan.trainable or tune.with_parameters(run_trial, setup=plan.setup),
             plan.resources or trial_resources(r.cpus_per_trial, r.gpus_per_trial),
@@ -200,8 +278,8 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=f"{run_name}-{parent[:8]}",
-                storage_path=str(Path(cfg.storage_path).resolve()),
+                name=name,
+                storage_path=str(storage.parent),
                 callbacks=[log],
                 # a retry restarts the trial from scratch (trials keep no checkpoint): the same Tune
                 # trial, so one Optuna trial and one MLflow run (allocator.trial.callback)
@@ -213,22 +291,44 @@ def run_job(cfg: OptimizeConfig, job: Job, out: Callable[[str], None]) -> Any:
         # ends between steps, stops the trial actors and returns. A KeyboardInterrupt raised at an
         # arbitrary point inside Tune's loop instead (TUNE_DISABLE_SIGINT_HANDLER=1) was measured
         # to be lost now and then (the run went on to exit 0) or to leave the process hanging at exit.
-        tuner.fit()
-        records = list(log.records.values())
-        ended = [rec for rec in records if rec.status.ended]
-        if len(ended) < plan.trials:
+        hint = _NoTuneRestoreHint()
+        logging.getLogger("ray.tune.tune").addFilter(hint)
+        try:
+            if log.ended < plan.trials:  # (a resumed job may have only its end left)
+                tuner.fit()
+        finally:
+            logging.getLogger("ray.tune.tune").removeFilter(hint)
+        # (a kept trial that was to restart and never did is no record of this run)
+        records = [rec for rec in log.records.values() if rec.status is not Status.PENDING]
+        ended_recs = [rec for rec in records if rec.status.ended]
+        if len(ended_recs) < plan.trials:
             # Tune stops early only when interrupted (its SIGINT handler returns from fit()):
             # the job is incomplete, and must not be reported as finished
-            raise KeyboardInterrupt(f"the {job.kind} stopped after {len(ended)} of {plan.trials} trials")
+            raise KeyboardInterrupt(f"the {job.kind} stopped after {len(ended_recs)} of {plan.trials} trials")
         result = job.finish(JobRun(cfg, prep, tracker, parent, records, t_start))
         tracker.close("FINISHED")
         return result
     except BaseException as e:
         if tracker is not None:
-            tracker.close(ended_status(e))
+            status = ended_status(e)
+            tracker.close(status)
+            if status == "KILLED" and parent is not None:
+                out(f"interrupted: resume with {resume_with}")
         raise
     finally:
         disconnect(started_ray)
+
+
+def _check_same_base(resumed: Resumed, prep: Prepared) -> None:
+    """A resumed job's trials train from the base its kept trials trained from."""
+    import mlflow
+
+    tags = mlflow.MlflowClient(tracking_uri=prep.uri).get_run(resumed.parent).data.tags
+    if tags.get("allocator.base_digest") != prep.base.meta["digest"]:
+        raise UserError(
+            f"--resume {resumed.parent}: the base model is not the one the job trained from "
+            f"(digest {prep.base.meta['digest']}, the job's {tags.get('allocator.base_digest')})"
+        )
 
 
 def _score_base_on_worker(prep: Prepared) -> dict[str, dict[str, float]]:
@@ -263,11 +363,13 @@ def _score_base_on_worker(prep: Prepared) -> dict[str, dict[str, float]]:
         ) from None
 
 
-def _open_parent(tracker: Any, prep: Prepared, kind: str) -> tuple[str, str]:
-    """Start a job's MLflow parent run (config, pool summary, the base's raw scores);
-    returns ``(run id, run name)``."""
+def _open_parent(tracker: Any, prep: Prepared, kind: str, more: dict[str, str]) -> tuple[str, str]:
+    """Start a job's MLflow parent run (config, pool summary, the base's raw scores, its
+    driver and the ``more`` tags); returns ``(run id, run name)``."""
+    from allocator.trial.resume import DRIVER_TAG, driver_tag
+
     run_name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tags = {"allocator.base_digest": prep.base.meta["digest"]}
+    tags = {"allocator.base_digest": prep.base.meta["digest"], DRIVER_TAG: driver_tag(), **more}
     if prep.spec.name_or_path is not None:  # a pretrained base: which model, at which commit
         tags["allocator.base_model"] = prep.spec.name_or_path
         if prep.spec.revision:
