@@ -63,9 +63,17 @@ def _inspect_config(args: argparse.Namespace) -> int:
     import json
 
     from allocator.config import load_config
-    from allocator.data.pools import prepare_pools
+    from allocator.data.pools import load_records, prepare_pools
+    from allocator.errors import UserError
 
     cfg = load_config(args.config)
+    problems: list[str] = []
+    load_records(cfg, problems)  # every problem of the config's data, not only the first
+    if problems:
+        for problem in problems:
+            print(f"  problem: {problem}")
+        n = len(problems)
+        raise UserError(f"{args.config}: {n} problem{'s' if n > 1 else ''} in its data (listed above)")
     pools, _, _ = prepare_pools(cfg)
     summary = {"config": args.config, **pools.summary}
     if args.json:

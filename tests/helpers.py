@@ -4,8 +4,14 @@ CLI run's result, and the MLflow store of a job."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +294,69 @@ def hf_model(folder: Path, *, chat_template: bool = True, hidden: int = 32, text
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(folder: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A real `mlflow server` on 127.0.0.1 with its store in ``folder`` (one worker, no job
+    runner: it starts in seconds), once it answers ``/health``; returns it and its URL."""
+    port = port or free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    args = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    args += ["--backend-store-uri", f"sqlite:///{folder / 'server.db'}"]
+    args += ["--artifacts-destination", str(folder / "server-artifacts")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", *args],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            return proc, url
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                stop_process(proc)
+                raise RuntimeError("mlflow server did not come up") from None
+            time.sleep(0.5)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def spawn_cli(folder: Path, cache_dir: Path, args: list[str]) -> subprocess.Popen:
+    """``allocator ARGS`` in ``folder`` as a process of its own session (Ray's helper processes
+    outlive a SIGKILLed driver and must be reaped with ``reap``), its output a text pipe."""
+    env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "allocator", *args],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def reap(proc: subprocess.Popen) -> None:
+    """SIGKILL every process left in ``proc``'s session."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -550,6 +550,20 @@ CASES: list[Case] = [
         },
     ),
     Case(
+        "inspect-config-every-problem",
+        "data",
+        "data inspect --config whose data has two abilities too small and data.metrics naming one it lacks: "
+        "every problem, not the first",
+        ["data", "inspect", "--config", "c.yaml"],
+        ["c.yaml", "3 problems in its data"],
+        {
+            "train.jsonl": _jsonl(
+                [*_rows(), *({"q": f"{i}{k}", "a": "x", "kind": k} for k in ("tiny", "small") for i in range(2))]
+            ),
+            "c.yaml": _config({"metrics": {"story": "loss"}}),
+        },
+    ),
+    Case(
         "mapped-label-all-dropped",
         "data",
         "a mapped label whose rows all have an empty response (empty: drop), named in data.metrics",

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -12,7 +10,7 @@ from mlflow import MlflowClient
 
 from allocator.trial.resume import CONFIG_TAG, LATEST, find_job
 
-from .helpers import SMOKE
+from .helpers import SMOKE, reap, spawn_cli
 
 
 def _args(tmp_path, trials):
@@ -20,23 +18,9 @@ def _args(tmp_path, trials):
     return ["optimize", "--config", str(SMOKE), "--trials", str(trials), "--tracking-uri", uri], uri
 
 
-def _spawn(tmp_path, cache_dir, args):
-    env = {**os.environ, "ALLOCATOR_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
-    # its own process group: Ray's helper processes outlive a SIGKILLed driver and must be reaped
-    return subprocess.Popen(
-        [sys.executable, "-m", "allocator", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def _start(tmp_path, cache_dir, trials):
     args, uri = _args(tmp_path, trials)
-    return _spawn(tmp_path, cache_dir, args), uri
+    return spawn_cli(tmp_path, cache_dir, args), uri
 
 
 def _wait_for_a_finished_trial(proc):
@@ -47,13 +31,6 @@ def _wait_for_a_finished_trial(proc):
             return line
         assert time.time() < deadline, "no trial finished in time"
     raise AssertionError("the run ended before any trial finished")
-
-
-def _reap(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _runs(uri):
@@ -85,7 +62,7 @@ def test_a_killed_driver_is_resumed(tmp_path, cache_dir):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        _reap(proc)
+        reap(proc)
     parents, children = _runs(uri)
     # the run that was cut off says so: never FINISHED
     assert [p.info.status for p in parents] == ["RUNNING"]
@@ -96,13 +73,13 @@ def test_a_killed_driver_is_resumed(tmp_path, cache_dir):
     # --resume without a run id: the latest interrupted job of this config (its driver is dead)
     out_json = tmp_path / "result.json"
     args, _ = _args(tmp_path, trials)
-    resumed = _spawn(tmp_path, cache_dir, [*args, "--resume", "--output", str(out_json)])
+    resumed = spawn_cli(tmp_path, cache_dir, [*args, "--resume", "--output", str(out_json)])
     try:
         out, _ = resumed.communicate(timeout=300)
         # no process of the job is left once the resumed run has finished
         assert _group_gone(resumed.pid), "a process of the resumed job outlived it"
     finally:
-        _reap(resumed)
+        reap(resumed)
     assert resumed.returncode == 0, out[-3000:]
     parent = parents[0].info.run_id
     assert f"resuming optimize {parent}: {len(kept)} trials kept, {len(cut)} restart" in out, out
@@ -135,7 +112,7 @@ def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, cache_dir, sig):
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
     finally:
-        _reap(proc)
+        reap(proc)
     assert "Traceback" not in out, out[-2000:]
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "allocator: interrupted" in out, out[-2000:]

@@ -230,8 +230,9 @@ def run_proxy(
     ``heldout``, ``metrics`` (``exact_match``, ``choice`` or ``loss``) and ``max_new``
     (generation limit) say how each ability is scored. ``report(step, scores, perf)`` gets
     each evaluation and the speed so far (``tokens_per_s``: real tokens, not padding, per
-    second of training; on a GPU ``peak_gpu_memory_mb``, allocated by tensors, and
-    ``peak_gpu_reserved_mb``, held by torch's caching allocator, loading included).
+    second of training; ``train_seconds`` and ``eval_seconds`` so far; on a GPU
+    ``peak_gpu_memory_mb``, allocated by tensors, and ``peak_gpu_reserved_mb``, held by
+    torch's caching allocator, loading included).
     ``checkpoint(net)`` gets the trained model at the end (on every rank of a data-parallel run:
     the caller's rank 0 saves it).
 
@@ -277,7 +278,7 @@ def run_proxy(
         order.extend(perm)
 
     scores: dict[str, dict[str, float]] = {}
-    tokens, seconds = 0, 0.0
+    tokens, seconds, eval_seconds = 0, 0.0, 0.0
     net.train()
     for step in range(1, steps + 1):
         if encoded:
@@ -310,10 +311,18 @@ def run_proxy(
             seconds += time.perf_counter() - t0
             tokens += int(batch["attention_mask"].sum())
         if step in report_at and rank == 0:
+            t0 = time.perf_counter()
             with pm.autocast():
                 scores = evaluate(net, tok, heldout, metrics=metrics, max_new=max_new, max_length=max_length)
+            eval_seconds += time.perf_counter() - t0
         if step in report_at:
-            perf = {"tokens_per_s": tokens / seconds if seconds > 0 else 0.0}
+            # the seconds so far in training steps and in evaluations: what a trial spends on its
+            # work, apart from loading its model and data (experiments/load.py's overhead)
+            perf = {
+                "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+                "train_seconds": seconds,
+                "eval_seconds": eval_seconds,
+            }
             if device.type == "cuda":  # allocated by tensors; reserved by the caching allocator (what sharing needs)
                 perf["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
                 perf["peak_gpu_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20

@@ -77,9 +77,18 @@ def _suite_records(cfg: OptimizeConfig) -> RawPools:
     )
 
 
-def _data_records(cfg: OptimizeConfig) -> RawPools:
+def _data_records(cfg: OptimizeConfig, problems: list[str] | None = None) -> RawPools:
+    """``cfg.data``'s pool. A problem of an ability or of the labels is a ``DataError`` at the
+    first, or, given ``problems`` (``data inspect --config``), one line there for each
+    (a file or row that cannot be read still raises)."""
     data = cfg.data
     assert data is not None
+
+    def problem(message: str) -> None:
+        if problems is None:
+            raise DataError(message)
+        problems.append(message)
+
     train, heldout = [], []
     dropped: Counter[str] = Counter()
     dropped_rows: dict[str, list[str]] = {}
@@ -114,41 +123,46 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
             return f"is gone: every one of its {gone[a]:,} rows was dropped (an empty text; data inspect lists them)"
         return f"does not occur in the data (present: {', '.join(groups)})"
 
-    for a in given:
+    for a in list(given):
         if a not in groups:
-            raise DataError(f"ability '{a}': has held-out data (split: heldout) but no training examples")
+            problem(f"ability '{a}': has held-out data (split: heldout) but no training examples")
+            given.pop(a)
     if data.abilities is not None:
         for a in data.abilities:
             if a not in groups:
-                raise DataError(f"data.abilities: '{a}' {absent(a)}")
+                problem(f"data.abilities: '{a}' {absent(a)}")
         for a in list(groups):
             if a not in data.abilities:
                 dropped["ability not in data.abilities"] += len(groups.pop(a))
                 given.pop(a, None)
     first_seen = {r.ability: f"{r.source}:row {r.row}" for r in reversed([*train, *heldout])}
-    problem = check_labels([*groups, *given], first_seen)
-    if problem:
-        raise DataError(f"data: {problem}")
+    alike = check_labels([*groups, *given], first_seen)
+    if alike:
+        problem(f"data: {alike}")
     for a in data.metrics:
         if a not in groups:
-            raise DataError(f"data.metrics: ability '{a}' {absent(a)}")
+            problem(f"data.metrics: ability '{a}' {absent(a)}")
     metric_of = {a: data.metrics.get(a, data.default_metric) for a in groups}
     for a in groups:
         if metric_of[a] == "choice" and not any(r.options for r in [*groups[a], *given.get(a, [])]):
-            raise DataError(
+            problem(
                 f"data.metrics: ability '{a}' is scored by choice, but none of its rows has candidate answers "
                 "(give its source an options field or an options_pattern that finds them in the prompt)"
             )
     if len(groups) < 2:
-        raise DataError(f"data: {len(groups)} abilit{'y' if len(groups) == 1 else 'ies'} found; a mixture needs 2")
+        problem(f"data: {len(groups)} abilit{'y' if len(groups) == 1 else 'ies'} found; a mixture needs 2")
     size = data.heldout_size if data.heldout_fraction is None else None
+    too_small: dict[str, str] | None = {} if problems is not None else None
     pools = split_pools(
         groups,
         seed=data.seed,
         heldout_size=size if size is not None or data.heldout_fraction is not None else DEFAULT_HELDOUT,
         heldout_fraction=data.heldout_fraction,
         given_heldout=given,
+        problems=too_small,
     )
+    if problems is not None and too_small:
+        problems.extend(too_small.values())
     cap = data.max_train_per_ability
     return RawPools(
         train={a: list(p.train[:cap]) for a, p in pools.items()},
@@ -162,9 +176,10 @@ def _data_records(cfg: OptimizeConfig) -> RawPools:
     )
 
 
-def load_records(cfg: OptimizeConfig) -> RawPools:
-    """Read and split the pool: ``cfg.data`` when given, else the built-in suite."""
-    return _suite_records(cfg) if cfg.data is None else _data_records(cfg)
+def load_records(cfg: OptimizeConfig, problems: list[str] | None = None) -> RawPools:
+    """Read and split the pool: ``cfg.data`` when given, else the built-in suite; ``problems``
+    collects the data's problems instead of raising at the first (``_data_records``)."""
+    return _suite_records(cfg) if cfg.data is None else _data_records(cfg, problems)
 
 
 def corpus(cfg: OptimizeConfig, raw: RawPools) -> tuple[list[str] | None, list[str] | None, str]:

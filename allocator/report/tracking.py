@@ -1,17 +1,23 @@
 """MLflow tracking: one parent run per job, one child run per trial.
 
 Everything goes through an explicit ``MlflowClient`` from the driver process:
-trials never write to the store themselves, so a SQLite store has a single
-writer. The fluent API is avoided on purpose: at interpreter exit it marks an
+trials never write to the store themselves, so a SQLite store has one writer per job.
+Jobs that start at once into one new SQLite store would each create its tables (MLflow's
+migrations race: "table _alembic_tmp_experiments already exists"): creating the store and
+the experiment holds a lock on the store's folder. The fluent API is avoided on purpose: at interpreter exit it marks an
 unfinished run FINISHED even after a crash, and a run's status must tell the
 truth (FAILED is FAILED, an interrupted run is KILLED).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +131,21 @@ def open_tracker(uri: str, experiment: str) -> Tracker:
         raise UserError(f"tracking URI {uri}: {first_line(e)}") from None
 
 
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock on a SQLite store's folder (a lock on the folder itself: no file is
+    written for it); nothing for another store, whose server or database serializes."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    fd = os.open(Path(uri.removeprefix("sqlite:///")).parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
 class Tracker:
     """The parent run of one optimization and the child runs of its trials."""
 
@@ -132,16 +153,18 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri, self.experiment_name = uri, experiment
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=_artifact_root(uri))
-        elif exp.lifecycle_stage == "deleted":
+        with _store_lock(uri):  # (module doc)
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                exp = self.client.get_experiment(
+                    self.client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+                )
+        if exp.lifecycle_stage == "deleted":
             raise UserError(
                 f"tracking: experiment {experiment!r} is deleted in {uri}; restore it in MLflow or choose another name"
             )
-        else:
-            self.experiment_id = exp.experiment_id
+        self.experiment_id = exp.experiment_id
         self.parent_run_id: str | None = None
         self.child_runs: dict[str, str] = {}  # trial id -> run id
         self.open_children: set[str] = set()

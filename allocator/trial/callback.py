@@ -39,7 +39,7 @@ def trial_error_line(trial: Any) -> str:
     # calling back; the copy in storage (trial.get_error) may not be synced yet
     path = trial.error_file
     text = Path(path).read_text(errors="replace").strip() if path and Path(path).is_file() else ""
-    return text.splitlines()[-1] if text else "the trial raised an error (see Ray's logs)"
+    return text.splitlines()[-1].strip() if text else "the trial raised an error (see Ray's logs)"
 
 
 class TrialLog(tune.Callback):
@@ -72,6 +72,13 @@ class TrialLog(tune.Callback):
         self.rerun = dict(resumed.running) if resumed else {}  # point key -> a trial to restart in its run
         self.started: dict[str, float] = {}
         self.ended = len(resumed.ended) if resumed else 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment folder (tuner.pkl, for Tuner.restore,
+        # which allocator does not use: --resume reads MLflow). What this one holds is the
+        # driver's only (the MLflow client, the job's functions, a caller's printer, which may
+        # hold a lock): none of it goes there
+        return {}
 
     def _open(self, trial: Any) -> TrialRecord:
         if trial.trial_id in self.records:

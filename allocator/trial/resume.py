@@ -47,8 +47,10 @@ __all__ = [
     "driver_tag",
     "find_job",
     "load_resumed",
+    "load_state",
     "open_store",
     "point_key",
+    "record_from_json",
     "record_json",
     "save_state",
 ]
@@ -88,7 +90,7 @@ def record_json(rec: TrialRecord, optuna: dict[str, Any] | None) -> dict[str, An
     return {"record": out, "optuna": optuna}
 
 
-def _record(d: dict[str, Any]) -> TrialRecord:
+def record_from_json(d: dict[str, Any]) -> TrialRecord:
     known = {f.name for f in fields(TrialRecord)}
     rec = TrialRecord(**{k: v for k, v in d.items() if k in known})
     rec.status = Status(rec.status)
@@ -206,7 +208,7 @@ def load_resumed(client: Any, run: Any) -> Resumed:
             point = point_key(_load(client, cid, "point.json", tmp))
             kept = _load(client, cid, "record.json", tmp) if "record.json" in names else None
             if kept is not None and child.info.status in ("FINISHED", "FAILED"):
-                rec = _record(kept["record"])
+                rec = record_from_json(kept["record"])
                 if kept.get("optuna"):
                     optuna.append(kept["optuna"])
             else:  # running when the driver stopped: it restarts from scratch in this run
@@ -223,7 +225,7 @@ def load_resumed(client: Any, run: Any) -> Resumed:
             records.append(rec)
             points[point] = rec
     optuna.sort(key=lambda t: t["number"])
-    state = _load_state(storage, tags.get(STATE_TAG), parent)
+    state = load_state(storage, tags.get(STATE_TAG), parent)
     return Resumed(
         parent,
         run.info.run_name,
@@ -260,7 +262,7 @@ def save_state(storage: Path, state: Any, record: Callable[[str], None]) -> None
             old.unlink(missing_ok=True)
 
 
-def _load_state(storage: Path, tag: str | None, parent: str) -> Any:
+def load_state(storage: Path, tag: str | None, parent: str) -> Any:
     """The sampler a job pickled, unpickled only when its bytes have the digest its MLflow
     run recorded: the store vouches for the file, never the file for itself."""
     if not tag:

@@ -5,8 +5,9 @@ fine-tune through the trainers' plain call (trainers.run_proxy) and reports
 ``trial_metrics`` to Ray Tune at each of the proxy's evaluations: ``objective`` (the
 weighted mean of the normalized per-ability scores of allocator.curves.scoring),
 ``score/<ability>``, ``loss/<ability>``, ``exact_match/<ability>`` or ``choice/<ability>``
-for abilities scored so, ``perf/tokens_per_s`` (and ``perf/peak_gpu_memory_mb`` on a GPU),
-and the step counts a scheduler and the driver read.
+for abilities scored so, ``perf/tokens_per_s``, ``perf/train_seconds`` and
+``perf/eval_seconds`` (so far), ``perf/peak_gpu_memory_mb`` on a GPU, and the step counts a
+scheduler and the driver read.
 """
 
 from __future__ import annotations
