@@ -155,9 +155,10 @@ def find_job(client: Any, experiment: str, kind: str, digest: str, run_id: str, 
             max_results=50,
         )
         for run in runs:
-            if run.info.status == "KILLED" or (
-                run.info.status == "RUNNING" and not _alive(run.data.tags.get(DRIVER_TAG))
-            ):
+            driver = run.data.tags.get(DRIVER_TAG, "")
+            # a RUNNING job whose driver is on another host may be alive: only its RUN_ID resumes it
+            here = driver.partition(" ")[0] == socket.gethostname()
+            if run.info.status == "KILLED" or (run.info.status == "RUNNING" and here and not _alive(driver)):
                 return run
         raise UserError(
             f"--resume: no interrupted {kind} job with this config in {uri} (experiment {experiment!r}); "
