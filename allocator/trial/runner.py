@@ -210,6 +210,7 @@ def run_job(
         raise UserError(str(e)) from None
     tracker = None
     parent = None
+    resume_with = None  # the command that resumes the job, once its parent run exists
     try:
         import ray
 
@@ -312,7 +313,7 @@ def run_job(
         if tracker is not None:
             status = ended_status(e)
             tracker.close(status)
-            if status == "KILLED" and parent is not None:
+            if status == "KILLED" and resume_with is not None:
                 out(f"interrupted: resume with {resume_with}")
         raise
     finally:
@@ -321,9 +322,7 @@ def run_job(
 
 def _check_same_base(resumed: Resumed, prep: Prepared) -> None:
     """A resumed job's trials train from the base its kept trials trained from."""
-    import mlflow
-
-    tags = mlflow.MlflowClient(tracking_uri=prep.uri).get_run(resumed.parent).data.tags
+    tags = resumed.tags  # (the parent run's, as find_job read them)
     if tags.get("allocator.base_digest") != prep.base.meta["digest"]:
         raise UserError(
             f"--resume {resumed.parent}: the base model is not the one the job trained from "
